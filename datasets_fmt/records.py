@@ -1,0 +1,54 @@
+"""The normalized record every corpus is turned into, and the error that names bad input."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or evaluation item, whatever corpus it came from.
+
+    ``source`` is the text the model reads (a dialogue, or Dolly's context), ``target`` the
+    text it learns to write. ``references`` holds every human reference (DialogSum's test
+    split has three); ``target`` is the first. ``instruction`` is per-record only for
+    instruction corpora (Dolly); summarization formats use their own fixed instruction.
+    """
+
+    id: str
+    source: str
+    target: str
+    references: tuple[str, ...] = field(default=())
+    instruction: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.references:
+            object.__setattr__(self, "references", (self.target,))
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        row["references"] = list(self.references)
+        return row
+
+    @classmethod
+    def from_json(cls, row: dict) -> Example:
+        return cls(
+            id=str(row["id"]),
+            source=row["source"],
+            target=row["target"],
+            references=tuple(row.get("references") or ()),
+            instruction=row.get("instruction"),
+        )
+
+
+class DataError(ValueError):
+    """Bad input data: says which file, which record, which field, and how to fix it."""
+
+    def __init__(self, file: str, record: str | int | None, field: str | None, problem: str):
+        self.file, self.record, self.field, self.problem = file, record, field, problem
+        where = file
+        if record is not None:
+            where += f", record {record}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {problem}")
