@@ -47,8 +47,8 @@ class DataError(ValueError):
     def __init__(self, file: str, record: str | int | None, field: str | None, problem: str):
         self.file, self.record, self.field, self.problem = file, record, field, problem
         where = file
-        if record is not None:
-            where += f", record {record}"
+        if record is not None:  # a label such as "line 12", "index 3 (id 13828807)", "row 7"
+            where += f", {record}"
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {problem}")

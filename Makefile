@@ -1,0 +1,60 @@
+# Entry points. Every target sets up what it needs first (idempotent).
+#   make demo                       the embedded default end to end (CPU, minutes)
+#   make test                       the test suite (offline)
+#   make train RECIPE=llama3-dialogsum [DATA_DIR=...] [GPUS=8 STRATEGY=zero2] [OVERRIDES="max_steps=100"]
+#   make eval RECIPE=...            base vs fine-tuned report in runs/<recipe>/eval/
+#   make merge RECIPE=...           merged model in runs/<recipe>/merged/
+#   make check RECIPE=...           validate recipe and data, load no model
+
+SHELL := /bin/bash
+RECIPE ?= smollm2-dialogsum
+OVERRIDES ?=
+TRAIN_PY := .venv/train/bin/python
+EVAL_PY := .venv/eval/bin/python
+export AXOLOTL_DO_NOT_TRACK := 1
+export DATA_DIR GPUS STRATEGY
+
+RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
+EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE))
+
+.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
+	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/evaluate.py smollm2-dialogsum --run-dir runs/demo
+	@$(EVAL_PY) scripts/show_metrics.py runs/demo
+
+test: setup
+	bash scripts/run_tests.sh
+
+setup: env-train env-eval model
+
+env-train:
+	@bash scripts/setup_env.sh train
+
+env-eval:
+	@bash scripts/setup_env.sh eval
+
+model: env-train
+	@HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/materialize_models.py
+
+train: env-train model
+	$(TRAIN_PY) scripts/train.py $(RECIPE) $(OVERRIDES) $(RUN_FLAGS)
+
+check: env-train model
+	$(TRAIN_PY) scripts/train.py $(RECIPE) $(OVERRIDES) $(RUN_FLAGS) --check
+
+eval: env-eval
+	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(EVAL_FLAGS)
+
+merge: env-train
+	$(TRAIN_PY) scripts/merge.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+compare: env-eval
+	$(EVAL_PY) scripts/show_metrics.py $(or $(RUNS),runs/*)
+
+lint: env-train
+	.venv/train/bin/ruff check . && .venv/train/bin/ruff format --check .
+
+format: env-train
+	.venv/train/bin/ruff format . && .venv/train/bin/ruff check --fix .

@@ -1,0 +1,1 @@
+"""Generation backends, ROUGE scoring with bootstrap intervals, and the comparison report."""

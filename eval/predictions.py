@@ -1,0 +1,33 @@
+"""Predictions that survive a crash: each finished batch is appended and synced, so an
+interrupted evaluation resumes where it stopped instead of regenerating."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class PartialPredictions:
+    """``<name>.partial.jsonl``: one JSON object per finished item, keyed by ``id``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.done: dict[str, dict] = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut short by a crash: everything after it is regenerated
+                self.done[row["id"]] = row
+
+    def append(self, rows: Iterable[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self.done[row["id"]] = row
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,84 @@
+"""Shared fixtures. Tests never touch the network: models come from `make model` (the
+registry packages), tiny random models are built here, data from data/demo or ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = Path(os.environ.get("MODELS_DIR", REPO / ".cache" / "models"))
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
+DEMO_DATA = REPO / "data" / "demo"
+
+
+def _model_dir(name: str) -> Path:
+    path = MODELS / name
+    if not (path / ".complete").exists():
+        pytest.skip(f"{path} not materialized: run `make model` (tests run it via `make test`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return _model_dir("SmolLM2-135M-Instruct")
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer_dir() -> Path:
+    return _model_dir("llama3-tokenizer")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "dialogsum" / "test.jsonl").exists():
+        pytest.skip(f"real DialogSum/SAMSum not found at {SHARED_DATA} (set SHARED_DATA_DIR); these checks need it")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random Llama with SmolLM2's real tokenizer (head_dim 64: vLLM's CPU
+    attention does not support 16)."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
+    """A LoRA adapter with random (non-zero) weights on every linear layer of tiny_llama."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    out = tmp_path_factory.mktemp("tiny-adapter")
+    peft_model.save_pretrained(out)
+    return out

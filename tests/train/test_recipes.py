@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+from recipe_config import RECIPES, RecipeError, apply_overrides, resolve, unknown_keys, validate
+from train import adapt_to_cpu
+
+RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yml") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+def test_every_recipe_passes_axolotl_schema_and_unknown_key_check(name):
+    config, project, source = resolve(name)
+    config["datasets"] = [{"path": "x.jsonl", "ds_type": "json", "type": f"datasets_fmt.axolotl_{project['data']['format']}"}]
+    config["output_dir"] = "/tmp/out"
+    assert unknown_keys(config) == []
+    validate(config, source)
+
+
+def test_misspelled_top_level_key_is_caught_with_a_suggestion():
+    config, _, source = resolve("smollm2-dialogsum", ["learning_rte=0.1"])
+    assert any("learning_rte (did you mean 'learning_rate'?)" in p for p in unknown_keys(config))
+    with pytest.raises(RecipeError, match="learning_rte"):
+        validate(config, source)
+
+
+def test_misspelled_dataset_key_is_caught():
+    config, _, _ = resolve("smollm2-dialogsum")
+    config["datasets"] = [{"path": "x.jsonl", "ds_typ": "json"}]
+    assert unknown_keys(config) == ["datasets[0].ds_typ (did you mean 'ds_type'?)"]
+
+
+def test_wrong_type_is_rejected_by_axolotl_schema():
+    config, _, source = resolve("smollm2-dialogsum", ["micro_batch_size=lots"])
+    config["datasets"] = [{"path": "x.jsonl", "ds_type": "json", "type": "datasets_fmt.axolotl_chat"}]
+    with pytest.raises(RecipeError, match="micro_batch_size"):
+        validate(config, source)
+
+
+def test_overrides_are_yaml_typed_and_reach_into_blocks():
+    config = apply_overrides({"data": {"corpus": "dialogsum"}}, ["max_steps=10", "data.corpus=samsum", "lora_target_modules=[q_proj, v_proj]"])
+    assert config == {"data": {"corpus": "samsum"}, "max_steps": 10, "lora_target_modules": ["q_proj", "v_proj"]}
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        apply_overrides({}, ["max_steps"])
+
+
+def test_inherit_merges_base_then_recipe():
+    config, project, _ = resolve("smollm2-dialogsum")
+    assert config["adapter"] == "lora" and config["lora_r"] == 16  # from _lora.yml
+    assert config["train_on_inputs"] is False  # from _base.yml
+    assert config["learning_rate"] == 3.0e-4  # the recipe's own value wins
+    assert Path(config["base_model"]).is_absolute()
+    assert project["data"]["format"] == "chat"
+
+
+def test_unknown_project_key_and_unknown_recipe_are_explained():
+    with pytest.raises(RecipeError, match="unknown key.*'data'.*formt"):
+        resolve("smollm2-dialogsum", ["data.formt=chat"])
+    with pytest.raises(RecipeError, match="did you mean 'smollm2-dialogsum'"):
+        resolve("smollm2-dialogsum2")
+
+
+def test_cpu_adaptation_turns_off_cuda_only_settings():
+    config = {"bf16": "auto", "optimizer": "paged_adamw_8bit", "adapter": "qlora", "val_set_size": 0.05, "eval_steps": 10}
+    changes = adapt_to_cpu(config)
+    assert config["bf16"] is False and config["fp16"] is False and config["lora_qkv_kernel"] is False
+    assert config["optimizer"] == "adamw_torch" and config["val_set_size"] == 0 and "eval_steps" not in config
+    assert any("CPU QLoRA" in c for c in changes)
