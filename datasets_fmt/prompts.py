@@ -22,7 +22,7 @@ from functools import cached_property
 from datasets_fmt.records import Example
 
 SUMMARY_INSTRUCTION = "Summarize the following dialogue."
-_SENTINEL = "\uE000SOURCE\uE000"  # private-use code points: never in real text
+_SENTINEL = "\ue000SOURCE\ue000"  # private-use code points: never in real text
 
 ALPACA_HEADER = (
     "Below is an instruction that describes a task, paired with an input that provides "
@@ -110,7 +110,9 @@ class PromptFormat:
         if max_tokens is not None:
             budget = max_tokens - len(prefix) - len(suffix)
             if budget < 1:
-                raise TooLong(f"record {example.id}: the prompt without the dialogue needs {len(prefix) + len(suffix)} tokens, more than {max_tokens}")
+                raise TooLong(
+                    f"record {example.id}: the prompt without the dialogue needs {len(prefix) + len(suffix)} tokens, more than {max_tokens}"
+                )
             cut = max(0, len(source) - budget)
             source = source[: len(source) - cut]
         ids = prefix + source + suffix
@@ -120,7 +122,9 @@ class PromptFormat:
         """Prompt + completion, loss only on the completion (summary and end token)."""
         completion = self.completion_ids(example)
         if len(completion) >= max_len:
-            raise TooLong(f"record {example.id}: the summary alone is {len(completion)} tokens, sequence_len is {max_len}")
+            raise TooLong(
+                f"record {example.id}: the summary alone is {len(completion)} tokens, sequence_len is {max_len}"
+            )
         prompt = self.encode_prompt(example, max_len - len(completion))
         if self.is_seq2seq:
             return Encoded(prompt.input_ids, completion, prompt.prompt_len, prompt.truncated_tokens)
@@ -168,7 +172,9 @@ class ChatFormat(PromptFormat):
             )
         end = full[len(prompt) + len(probe) :].rstrip()
         if not end:
-            raise ValueError(f"the chat template of {self.tokenizer.name_or_path!r} writes no end-of-turn token")
+            raise ValueError(
+                f"the chat template of {self.tokenizer.name_or_path!r} writes no end-of-turn token"
+            )
         return end
 
 
@@ -184,7 +190,9 @@ class AlpacaFormat(PromptFormat):
 
     def _prompt_text(self, instruction: str, source: str) -> str:
         if source:
-            return f"{ALPACA_HEADER}### Instruction:\n{instruction}\n\n### Input:\n{source}\n\n### Response:\n"
+            return (
+                f"{ALPACA_HEADER}### Instruction:\n{instruction}\n\n### Input:\n{source}\n\n### Response:\n"
+            )
         return f"{ALPACA_HEADER_NO_INPUT}### Instruction:\n{instruction}\n\n### Response:\n"
 
     def _prompt_pieces(self, example: Example) -> tuple[list[int], list[int], list[int]]:

@@ -41,8 +41,7 @@ class Loaded:
 
     def skipped_note(self) -> str:
         reasons = ", ".join(
-            f"{n} with {why} (first at {self.first_skipped[why]})"
-            for why, n in sorted(self.skipped.items())
+            f"{n} with {why} (first at {self.first_skipped[why]})" for why, n in sorted(self.skipped.items())
         )
         return f"skipped {sum(self.skipped.values())} record(s) of {self.source}: {reasons}"
 
@@ -136,15 +135,24 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
             try:
                 line = raw_line.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataError(str(path), f"line {lineno}", None, f"invalid UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8") from None
+                raise DataError(
+                    str(path),
+                    f"line {lineno}",
+                    None,
+                    f"invalid UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8",
+                ) from None
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(str(path), f"line {lineno}", None, f"malformed JSON: {err.msg} at column {err.colno}") from None
+                raise DataError(
+                    str(path), f"line {lineno}", None, f"malformed JSON: {err.msg} at column {err.colno}"
+                ) from None
             if not isinstance(obj, dict):
-                raise DataError(str(path), f"line {lineno}", None, f"expected a JSON object, got {type(obj).__name__}")
+                raise DataError(
+                    str(path), f"line {lineno}", None, f"expected a JSON object, got {type(obj).__name__}"
+                )
             yield f"line {lineno}", obj
 
 
@@ -152,11 +160,15 @@ def _read_json_array(path: Path) -> Iterator[Row]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(str(path), None, None, f"invalid UTF-8 at byte {err.start}; re-encode the file as UTF-8") from None
+        raise DataError(
+            str(path), None, None, f"invalid UTF-8 at byte {err.start}; re-encode the file as UTF-8"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(str(path), f"line {err.lineno}", None, f"malformed JSON: {err.msg} at column {err.colno}") from None
+        raise DataError(
+            str(path), f"line {err.lineno}", None, f"malformed JSON: {err.msg} at column {err.colno}"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -172,7 +184,9 @@ def read_records(path: Path) -> Iterator[Row]:
     """JSON lines or one JSON array, told apart by the first non-blank character."""
     with path.open("rb") as fh:
         head = fh.read(4096).lstrip()
-    return _read_json_array(path) if head.startswith(b"[") or head.startswith(b"{\"data\"") else _read_jsonl(path)
+    return (
+        _read_json_array(path) if head.startswith(b"[") or head.startswith(b'{"data"') else _read_jsonl(path)
+    )
 
 
 def resolve_local(corpus: Corpus, split: str, location: str | Path) -> Path:
@@ -206,7 +220,9 @@ def _merge_repeated_dialogues(examples: list[Example]) -> list[Example]:
     for ex in examples:
         if ex.source in merged:
             first = merged[ex.source]
-            merged[ex.source] = Example(first.id, first.source, first.target, first.references + ex.references, first.instruction)
+            merged[ex.source] = Example(
+                first.id, first.source, first.target, first.references + ex.references, first.instruction
+            )
         else:
             merged[ex.source] = ex
     return list(merged.values())
@@ -230,7 +246,12 @@ def load_examples(corpus_name: str, split: str, location: str | Path | None = No
             loaded.first_skipped.setdefault(str(why), record)
             continue
         if example.id in seen:
-            raise DataError(file, record, "id", f"duplicate id '{example.id}' (first seen at {seen[example.id]}); ids must be unique")
+            raise DataError(
+                file,
+                record,
+                "id",
+                f"duplicate id '{example.id}' (first seen at {seen[example.id]}); ids must be unique",
+            )
         seen[example.id] = record
         loaded.examples.append(example)
     if corpus.name == "dialogsum" and split == "test":
@@ -238,5 +259,11 @@ def load_examples(corpus_name: str, split: str, location: str | Path | None = No
     if loaded.skipped:
         log.warning(loaded.skipped_note())
     if not loaded.examples:
-        raise DataError(file, None, None, f"no usable records in the {split} split" + (f" ({loaded.skipped_note()})" if loaded.skipped else ""))
+        raise DataError(
+            file,
+            None,
+            None,
+            f"no usable records in the {split} split"
+            + (f" ({loaded.skipped_note()})" if loaded.skipped else ""),
+        )
     return loaded

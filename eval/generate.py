@@ -71,7 +71,13 @@ class VLLMGenerator:
             kwargs.update(dtype="bfloat16", gpu_memory_utilization=0.2, enforce_eager=True)
         self.llm = LLM(**kwargs)
 
-    def generate(self, prompts: Sequence[list[int]], max_new_tokens: int, stop_ids: Sequence[int], adapter: str | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        adapter: str | None = None,
+    ) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -80,10 +86,19 @@ class VLLMGenerator:
             from vllm.lora.request import LoRARequest
 
             lora = LoRARequest("finetuned", 1, str(adapter))
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids), skip_special_tokens=True)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, lora_request=lora, use_tqdm=False)
+        params = SamplingParams(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            stop_token_ids=list(stop_ids),
+            skip_special_tokens=True,
+        )
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, lora_request=lora, use_tqdm=False
+        )
         return [
-            Generation(o.outputs[0].text.strip(), len(o.outputs[0].token_ids), o.outputs[0].finish_reason == "stop")
+            Generation(
+                o.outputs[0].text.strip(), len(o.outputs[0].token_ids), o.outputs[0].finish_reason == "stop"
+            )
             for o in outputs
         ]
 
@@ -109,11 +124,21 @@ class HFGenerator:
             self.model = PeftModel.from_pretrained(self.model, adapter)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.pad_id = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
         self.seq2seq = seq2seq
         self.batch_size = batch_size
 
-    def generate(self, prompts: Sequence[list[int]], max_new_tokens: int, stop_ids: Sequence[int], adapter: str | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        adapter: str | None = None,
+    ) -> list[Generation]:
         import torch
 
         results: list[Generation] = []
@@ -124,15 +149,25 @@ class HFGenerator:
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
             with torch.no_grad():
                 out = self.model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                    eos_token_id=list(stop_ids), pad_token_id=self.pad_id,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=list(stop_ids),
+                    pad_token_id=self.pad_id,
                 )
             new = out if self.seq2seq else out[:, width:]
             for row in new.tolist():
                 row = [t for t in row if t != self.pad_id] if self.seq2seq else row
                 end = next((i for i, t in enumerate(row) if t in stop_ids), None)
                 kept = row if end is None else row[:end]
-                results.append(Generation(self.tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept) + (end is not None), end is not None))
+                results.append(
+                    Generation(
+                        self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                        len(kept) + (end is not None),
+                        end is not None,
+                    )
+                )
         return results
 
     def close(self) -> None:

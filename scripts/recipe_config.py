@@ -119,7 +119,9 @@ def expand_env(value: Any) -> Any:
                 return os.environ[m.group(1)]
             if m.group(2) is not None:
                 return m.group(2)
-            raise RecipeError(f"'{value}' uses ${{{m.group(1)}}}, which is not set: export it or give a default")
+            raise RecipeError(
+                f"'{value}' uses ${{{m.group(1)}}}, which is not set: export it or give a default"
+            )
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
@@ -149,7 +151,9 @@ def resolve(name_or_path: str, overrides: list[str] = ()) -> tuple[dict, dict, P
     for block, defaults in (("data", DATA_DEFAULTS), ("evaluation", EVAL_DEFAULTS)):
         unknown = set(project[block]) - set(defaults)
         if unknown:
-            raise RecipeError(f"{path}: unknown key(s) in '{block}': {', '.join(sorted(unknown))}; known: {', '.join(defaults)}")
+            raise RecipeError(
+                f"{path}: unknown key(s) in '{block}': {', '.join(sorted(unknown))}; known: {', '.join(defaults)}"
+            )
     for key in ("base_model", "base_model_config", "tokenizer_config"):
         if isinstance(config.get(key), str):
             config[key] = repo_path(config[key])

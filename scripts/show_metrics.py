@@ -1,6 +1,6 @@
 """Print base vs fine-tuned ROUGE for one or more evaluated runs, as one table.
 
-    python scripts/show_metrics.py runs/demo [runs/other ...]
+python scripts/show_metrics.py runs/demo [runs/other ...]
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def main(paths: list[str]) -> int:
                 cells = [f"{m['scores'][agg][k][system]['mean']:6.2f}" for k in METRICS]
                 rows.append(f"| {Path(arg).name} | {system} | {agg} | {m['n']} | " + " | ".join(cells) + " |")
     if not rows:
-        print(f"no evaluated runs among {', '.join(paths)}: run `make eval RECIPE=...` first", file=sys.stderr)
+        print(
+            f"no evaluated runs among {', '.join(paths)}: run `make eval RECIPE=...` first", file=sys.stderr
+        )
         return 1
     print("| run | model | references | n | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum |")
     print("|---|---|---|---|---|---|---|---|")

@@ -43,7 +43,11 @@ CPU_SETTINGS = {
     "lora_o_kernel": False,
     "lora_embedding_kernel": False,
 }
-CPU_OPTIMIZERS = {"paged_adamw_8bit": "adamw_torch", "paged_adamw_32bit": "adamw_torch", "adamw_bnb_8bit": "adamw_torch"}
+CPU_OPTIMIZERS = {
+    "paged_adamw_8bit": "adamw_torch",
+    "paged_adamw_32bit": "adamw_torch",
+    "adamw_bnb_8bit": "adamw_torch",
+}
 
 
 def adapt_to_cpu(config: dict) -> list[str]:
@@ -98,7 +102,12 @@ def prepare_data(project: dict, config: dict, run_dir: Path) -> dict:
         atomic.write_jsonl(run_dir / "data" / f"{role}.jsonl", (ex.to_json() for ex in loaded.examples))
         usable = len(loaded.examples) - too_long
         if not usable:
-            raise DataError(loaded.source, None, None, f"every record is longer than sequence_len={config['sequence_len']}")
+            raise DataError(
+                loaded.source,
+                None,
+                None,
+                f"every record is longer than sequence_len={config['sequence_len']}",
+            )
         report[role] = {
             "source": loaded.source,
             "records": len(loaded.examples),
@@ -109,7 +118,13 @@ def prepare_data(project: dict, config: dict, run_dir: Path) -> dict:
         }
         log.info(
             "%s: %d records (%s); %d dialogue(s) truncated to fit sequence_len=%d (at most %d tokens cut); %d dropped (summary too long)",
-            role, len(loaded.examples), loaded.source, truncated, config["sequence_len"], cut, too_long,
+            role,
+            len(loaded.examples),
+            loaded.source,
+            truncated,
+            config["sequence_len"],
+            cut,
+            too_long,
         )
     return report
 
@@ -126,13 +141,27 @@ def build_command(config_file: Path, gpus: int, strategy: str | None) -> list[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a recipe with Axolotl.")
     parser.add_argument("recipe", help="recipe name (recipes/<name>.yml) or path")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=10 data.corpus=samsum")
-    parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or None, help="local data folder or file (default: the recipe's, else the HF hub)")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. max_steps=10 data.corpus=samsum"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("DATA_DIR") or None,
+        help="local data folder or file (default: the recipe's, else the HF hub)",
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/<recipe>")
     parser.add_argument("--gpus", type=int, default=int(os.environ.get("GPUS") or 1))
-    parser.add_argument("--strategy", default=os.environ.get("STRATEGY") or None, help="accelerate config in recipes/accelerate/: ddp, fsdp, zero2, zero3")
-    parser.add_argument("--check", action="store_true", help="resolve and validate recipe and data, then stop")
-    parser.add_argument("--overwrite", action="store_true", help="start over even if the run directory holds a finished run")
+    parser.add_argument(
+        "--strategy",
+        default=os.environ.get("STRATEGY") or None,
+        help="accelerate config in recipes/accelerate/: ddp, fsdp, zero2, zero3",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="resolve and validate recipe and data, then stop"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start over even if the run directory holds a finished run"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
@@ -143,15 +172,30 @@ def main(argv: list[str] | None = None) -> int:
         config, project, source = resolve(args.recipe, overrides)
         run_dir = (args.run_dir or REPO / "runs" / source.stem).resolve()
         if (run_dir / "TRAINED").exists() and not args.overwrite and not args.check:
-            raise RecipeError(f"{run_dir} already holds a finished run: pass --overwrite (make ... OVERWRITE=1) or another --run-dir")
+            raise RecipeError(
+                f"{run_dir} already holds a finished run: pass --overwrite (make ... OVERWRITE=1) or another --run-dir"
+            )
         if args.overwrite and run_dir.exists() and not args.check:
             shutil.rmtree(run_dir)
         if args.strategy and not (ACCELERATE_CONFIGS / f"{args.strategy}.yaml").exists():
             raise RecipeError(f"no accelerate config recipes/accelerate/{args.strategy}.yaml")
         fmt = project["data"]["format"]
-        config["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), "ds_type": "json", "type": f"datasets_fmt.axolotl_{fmt}"}]
+        config["datasets"] = [
+            {
+                "path": str(run_dir / "data" / "train.jsonl"),
+                "ds_type": "json",
+                "type": f"datasets_fmt.axolotl_{fmt}",
+            }
+        ]
         if project["data"]["validation_split"]:
-            config["test_datasets"] = [{"path": str(run_dir / "data" / "validation.jsonl"), "ds_type": "json", "split": "train", "type": f"datasets_fmt.axolotl_{fmt}"}]
+            config["test_datasets"] = [
+                {
+                    "path": str(run_dir / "data" / "validation.jsonl"),
+                    "ds_type": "json",
+                    "split": "train",
+                    "type": f"datasets_fmt.axolotl_{fmt}",
+                }
+            ]
         config["output_dir"] = str(run_dir / "adapter")
         config["dataset_prepared_path"] = str(run_dir / "prepared")
         import torch
@@ -183,13 +227,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     cmd = build_command(config_file, args.gpus, args.strategy)
-    env = {**os.environ, "AXOLOTL_DO_NOT_TRACK": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "AXOLOTL_DO_NOT_TRACK": "1",
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     log.info("running: %s", " ".join(cmd))
     started = time.time()
     result = subprocess.run(cmd, env=env, cwd=run_dir)
     if result.returncode != 0:
-        log.error("training failed (exit %d); run the same command again to resume from the last checkpoint", result.returncode)
+        log.error(
+            "training failed (exit %d); run the same command again to resume from the last checkpoint",
+            result.returncode,
+        )
         return result.returncode
     run_info["train_seconds"] = round(time.time() - started, 1)
     atomic.write_yaml(run_dir / "run.yml", run_info)

@@ -38,7 +38,9 @@ def llama3_tokenizer_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "dialogsum" / "test.jsonl").exists():
-        pytest.skip(f"real DialogSum/SAMSum not found at {SHARED_DATA} (set SHARED_DATA_DIR); these checks need it")
+        pytest.skip(
+            f"real DialogSum/SAMSum not found at {SHARED_DATA} (set SHARED_DATA_DIR); these checks need it"
+        )
     return SHARED_DATA
 
 
@@ -52,15 +54,24 @@ def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     out = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
-    GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).save_pretrained(out)
+    GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    ).save_pretrained(out)
     return out
 
 
@@ -73,7 +84,9 @@ def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM"
+    )
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():

@@ -1,7 +1,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from datasets_fmt.prompts import IGNORE_INDEX, FORMATS, TooLong, get_format
+from datasets_fmt.prompts import FORMATS, IGNORE_INDEX, TooLong, get_format
 from datasets_fmt.records import Example
 
 DIALOGUE = "#Person1#: Did you book the table?\n#Person2#: Yes, for eight at seven o'clock."
@@ -60,7 +60,11 @@ def test_training_prompt_equals_evaluation_prompt(llama3, name, max_len):
 
 def test_long_dialogue_is_truncated_never_the_summary(smollm2):
     fmt = get_format("chat", smollm2)
-    long = Example("long", "\n".join(f"#Person{i % 2 + 1}#: sentence number {i} of a long talk." for i in range(300)), SUMMARY)
+    long = Example(
+        "long",
+        "\n".join(f"#Person{i % 2 + 1}#: sentence number {i} of a long talk." for i in range(300)),
+        SUMMARY,
+    )
     enc = fmt.encode_train(long, 256)
     assert len(enc.input_ids) == 256
     assert enc.truncated_tokens > 0

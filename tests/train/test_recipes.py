@@ -10,7 +10,9 @@ RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yml") if not p.stem.starts
 @pytest.mark.parametrize("name", RECIPE_NAMES)
 def test_every_recipe_passes_axolotl_schema_and_unknown_key_check(name):
     config, project, source = resolve(name)
-    config["datasets"] = [{"path": "x.jsonl", "ds_type": "json", "type": f"datasets_fmt.axolotl_{project['data']['format']}"}]
+    config["datasets"] = [
+        {"path": "x.jsonl", "ds_type": "json", "type": f"datasets_fmt.axolotl_{project['data']['format']}"}
+    ]
     config["output_dir"] = "/tmp/out"
     assert unknown_keys(config) == []
     validate(config, source)
@@ -37,8 +39,15 @@ def test_wrong_type_is_rejected_by_axolotl_schema():
 
 
 def test_overrides_are_yaml_typed_and_reach_into_blocks():
-    config = apply_overrides({"data": {"corpus": "dialogsum"}}, ["max_steps=10", "data.corpus=samsum", "lora_target_modules=[q_proj, v_proj]"])
-    assert config == {"data": {"corpus": "samsum"}, "max_steps": 10, "lora_target_modules": ["q_proj", "v_proj"]}
+    config = apply_overrides(
+        {"data": {"corpus": "dialogsum"}},
+        ["max_steps=10", "data.corpus=samsum", "lora_target_modules=[q_proj, v_proj]"],
+    )
+    assert config == {
+        "data": {"corpus": "samsum"},
+        "max_steps": 10,
+        "lora_target_modules": ["q_proj", "v_proj"],
+    }
     with pytest.raises(RecipeError, match="KEY=VALUE"):
         apply_overrides({}, ["max_steps"])
 
@@ -60,7 +69,13 @@ def test_unknown_project_key_and_unknown_recipe_are_explained():
 
 
 def test_cpu_adaptation_turns_off_cuda_only_settings():
-    config = {"bf16": "auto", "optimizer": "paged_adamw_8bit", "adapter": "qlora", "val_set_size": 0.05, "eval_steps": 10}
+    config = {
+        "bf16": "auto",
+        "optimizer": "paged_adamw_8bit",
+        "adapter": "qlora",
+        "val_set_size": 0.05,
+        "eval_steps": 10,
+    }
     changes = adapt_to_cpu(config)
     assert config["bf16"] is False and config["fp16"] is False and config["lora_qkv_kernel"] is False
     assert config["optimizer"] == "adamw_torch" and config["val_set_size"] == 0 and "eval_steps" not in config

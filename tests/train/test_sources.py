@@ -23,10 +23,14 @@ def test_demo_corpus_is_big_enough_and_has_three_references():
 
 def test_empty_records_are_skipped_and_counted(tmp_path, caplog):
     path = tmp_path / "train.json"
-    path.write_text(json.dumps([
-        {"id": "a", "dialogue": "Anna: hi\r\nBen: hello", "summary": "They greet."},
-        {"id": "13828807", "dialogue": "", "summary": "Nothing."},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {"id": "a", "dialogue": "Anna: hi\r\nBen: hello", "summary": "They greet."},
+                {"id": "13828807", "dialogue": "", "summary": "Nothing."},
+            ]
+        )
+    )
     loaded = load_examples("samsum", "train", path)
     assert [ex.id for ex in loaded.examples] == ["a"]
     assert loaded.examples[0].source == "Anna: hi\nBen: hello"  # \r\n turns normalized
@@ -38,11 +42,17 @@ def test_empty_records_are_skipped_and_counted(tmp_path, caplog):
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (b'{"fname": "a", "dialogue": "x", "summary": "y"}\n{"fname": "b", "dialogue": \n', "line 2: malformed JSON"),
+        (
+            b'{"fname": "a", "dialogue": "x", "summary": "y"}\n{"fname": "b", "dialogue": \n',
+            "line 2: malformed JSON",
+        ),
         (b'{"fname": "a", "summary": "y"}\n', "line 1, field 'dialogue': missing"),
         (b'{"fname": "a", "dialogue": 5, "summary": "y"}\n', "field 'dialogue': expected a string, got int"),
         (b'{"fname": "a", "dialogue": "caf\xe9", "summary": "y"}\n', "line 1: invalid UTF-8"),
-        (b'{"fname": "a", "dialogue": "x", "summary": "y"}\n{"fname": "a", "dialogue": "z", "summary": "w"}\n', "line 2, field 'id': duplicate id 'a'"),
+        (
+            b'{"fname": "a", "dialogue": "x", "summary": "y"}\n{"fname": "a", "dialogue": "z", "summary": "w"}\n',
+            "line 2, field 'id': duplicate id 'a'",
+        ),
         (b'{"fname": "a", "dialogue": " ", "summary": "y"}\n', "no usable records"),
     ],
     ids=["malformed-json", "missing-field", "wrong-type", "invalid-utf8", "duplicate-id", "empty-split"],
@@ -57,10 +67,18 @@ def test_bad_data_names_file_record_and_field(tmp_path, content, expected):
 
 
 def test_dolly_keeps_per_record_instruction(tmp_path):
-    path = write_jsonl(tmp_path / "databricks-dolly-15k.jsonl", [
-        {"instruction": "Name a colour.", "context": "", "response": "Blue.", "category": "open_qa"},
-        {"instruction": "Summarize.", "context": "A long text.", "response": "Short.", "category": "summarization"},
-    ])
+    write_jsonl(
+        tmp_path / "databricks-dolly-15k.jsonl",
+        [
+            {"instruction": "Name a colour.", "context": "", "response": "Blue.", "category": "open_qa"},
+            {
+                "instruction": "Summarize.",
+                "context": "A long text.",
+                "response": "Short.",
+                "category": "summarization",
+            },
+        ],
+    )
     loaded = load_examples("dolly", "train", tmp_path)
     assert [ex.instruction for ex in loaded.examples] == ["Name a colour.", "Summarize."]
     assert loaded.examples[0].source == "" and loaded.examples[1].target == "Short."

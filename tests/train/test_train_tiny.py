@@ -1,17 +1,26 @@
 """A real Axolotl run on CPU: a tiny random Llama, LoRA, two steps, through scripts/train.py."""
 
+import train
 import yaml
 
-import train
 from tests.conftest import DEMO_DATA
 
 
 def test_tiny_lora_training_run_end_to_end(tmp_path, tiny_llama):
     run_dir = tmp_path / "run"
-    rc = train.main([
-        "smollm2-dialogsum", f"base_model={tiny_llama}", "max_steps=2", "save_steps=1", "logging_steps=1",
-        "--data-dir", str(DEMO_DATA), "--run-dir", str(run_dir),
-    ])
+    rc = train.main(
+        [
+            "smollm2-dialogsum",
+            f"base_model={tiny_llama}",
+            "max_steps=2",
+            "save_steps=1",
+            "logging_steps=1",
+            "--data-dir",
+            str(DEMO_DATA),
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert rc == 0
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert (run_dir / "TRAINED").exists()
@@ -20,12 +29,34 @@ def test_tiny_lora_training_run_end_to_end(tmp_path, tiny_llama):
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     assert run["data_check"]["train"]["records"] >= 200
     # A finished run is not silently overwritten.
-    assert train.main(["smollm2-dialogsum", f"base_model={tiny_llama}", "--data-dir", str(DEMO_DATA), "--run-dir", str(run_dir)]) == 2
+    assert (
+        train.main(
+            [
+                "smollm2-dialogsum",
+                f"base_model={tiny_llama}",
+                "--data-dir",
+                str(DEMO_DATA),
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 2
+    )
 
 
 def test_check_stops_before_training_on_bad_data(tmp_path, tiny_llama, caplog):
     bad = tmp_path / "train.jsonl"
     bad.write_text('{"fname": "a", "dialogue": "x"}\n')
-    rc = train.main(["smollm2-dialogsum", f"base_model={tiny_llama}", "--data-dir", str(bad), "--run-dir", str(tmp_path / "run"), "--check"])
+    rc = train.main(
+        [
+            "smollm2-dialogsum",
+            f"base_model={tiny_llama}",
+            "--data-dir",
+            str(bad),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--check",
+        ]
+    )
     assert rc == 2
     assert f"{bad}, line 1, field 'summary': missing" in caplog.text
