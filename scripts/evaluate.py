@@ -68,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter-mode", choices=["auto", "lora", "merged"])
     parser.add_argument("--data-dir", help="override where the evaluation data lives")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if not log.handlers:  # vLLM reconfigures the root logger; keep ours visible
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
     run_dir = (args.run_dir or REPO / "runs" / args.recipe).resolve()
     if not (run_dir / "TRAINED").exists():
