@@ -139,7 +139,7 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
                     str(path),
                     f"line {lineno}",
                     None,
-                    f"invalid UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8",
+                    f"invalid UTF-8 ({err.reason} at byte {err.start} of the line); re-encode the file as UTF-8",
                 ) from None
             if not line.strip():
                 continue
@@ -147,7 +147,7 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(
-                    str(path), f"line {lineno}", None, f"malformed JSON: {err.msg} at column {err.colno}"
+                    str(path), f"line {lineno}", None, f"malformed JSON: {err.msg} at character {err.pos + 1}"
                 ) from None
             if not isinstance(obj, dict):
                 raise DataError(
@@ -167,7 +167,7 @@ def _read_json_array(path: Path) -> Iterator[Row]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(
-            str(path), f"line {err.lineno}", None, f"malformed JSON: {err.msg} at column {err.colno}"
+            str(path), f"line {err.lineno}", None, f"malformed JSON: {err.msg} at character {err.pos + 1}"
         ) from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]

@@ -11,6 +11,7 @@ an interrupted evaluation resumes without regenerating. Writes into ``runs/<reci
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -26,6 +27,7 @@ from datasets_fmt import atomic  # noqa: E402
 from datasets_fmt.prompts import get_format  # noqa: E402
 from datasets_fmt.sources import load_examples  # noqa: E402
 from eval import generate as gen  # noqa: E402
+from eval.model_card import write_model_card  # noqa: E402
 from eval.predictions import PartialPredictions  # noqa: E402
 from eval.report import write_report  # noqa: E402
 from eval.rouge import summarize  # noqa: E402
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         "example_prompt": fmt.prompt_text(examples[0]),
     }
     paths = write_report(out_dir, run_dir, run, config, rows, result, generation, loaded.source)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    paths.append(write_model_card(adapter, run, config, metrics))
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -2,7 +2,8 @@
 
 A recipe is an Axolotl YAML file plus two blocks this project owns:
 
-- ``inherit:`` a recipe file (relative to this one) whose keys this one overrides;
+- ``inherit:`` a recipe file, or a list of them merged in order (relative to this one),
+  whose keys this one overrides;
 - ``data:`` which corpus, splits and prompt format to use (``datasets_fmt``);
 - ``evaluation:`` how ``make eval`` generates (split, max_new_tokens, ...).
 
@@ -82,10 +83,11 @@ def load_recipe(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping of keys to values")
-    parent = data.pop("inherit", None)
-    if parent is None:
-        return data
-    return deep_merge(load_recipe((path.parent / parent).resolve(), (*_chain, path)), data)
+    parents = data.pop("inherit", None) or []
+    merged: dict = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        merged = deep_merge(merged, load_recipe((path.parent / parent).resolve(), (*_chain, path)))
+    return deep_merge(merged, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -197,3 +199,45 @@ def validate(config: dict, source: Path) -> None:
         validate_config(DictDefault(copy.deepcopy(config)))
     except Exception as err:  # pydantic ValidationError or Axolotl's own ValueErrors
         raise RecipeError(f"{source}: Axolotl rejects this config: {err}") from None
+
+
+def check_against_model(config: dict, source: Path, cuda_bf16: bool | None) -> None:
+    """Checks that need the model's config (not its weights): they fail in the first second
+    instead of after the download and the quantization of a multi-GB model."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not config.get("base_model"):
+        raise RecipeError(f"{source}: no base_model: name a hub id or a local model folder")
+    if config.get("adapter") == "qlora" and not config.get("load_in_4bit"):
+        raise RecipeError(
+            f"{source}: adapter: qlora needs load_in_4bit: true (inherit _qlora.yml), or use adapter: lora"
+        )
+    if config.get("bf16") is True and cuda_bf16 is False:
+        raise RecipeError(
+            f"{source}: bf16: true, but this GPU has no bf16: set bf16: false and fp16: true (or bf16: auto)"
+        )
+    try:
+        model_config = AutoConfig.from_pretrained(config.get("base_model_config") or config["base_model"])
+    except (OSError, ValueError) as err:
+        raise RecipeError(
+            f"{source}: cannot read the config of base_model {config['base_model']!r}: {err}"
+        ) from None
+    max_positions = getattr(model_config, "max_position_embeddings", None)
+    if max_positions and config.get("sequence_len", 0) > max_positions:
+        raise RecipeError(
+            f"{source}: sequence_len {config['sequence_len']} is above the model's maximum {max_positions} positions"
+        )
+    targets = config.get("lora_target_modules")
+    if config.get("adapter") and targets and not config.get("lora_target_linear"):
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(model_config)
+        linear = {
+            name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)
+        }
+        missing = [t for t in ([targets] if isinstance(targets, str) else targets) if t not in linear]
+        if missing:
+            raise RecipeError(
+                f"{source}: lora_target_modules {missing} do not exist in {config['base_model']} "
+                f"({model_config.model_type}); its linear layers are: {', '.join(sorted(linear))}"
+            )

@@ -22,13 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recipe_config import REPO, RecipeError, resolve, validate  # noqa: E402
+import yaml  # noqa: E402
+from recipe_config import REPO, RecipeError, check_against_model, deep_merge, resolve, validate  # noqa: E402
 
 from datasets_fmt import atomic  # noqa: E402
 from datasets_fmt.records import DataError  # noqa: E402
 
 log = logging.getLogger("train")
-ACCELERATE_CONFIGS = REPO / "recipes" / "accelerate"
+STRATEGIES = REPO / "recipes" / "distributed"
 
 # Settings a GPU recipe needs changed to run on a CPU (see FIELD_NOTES): Axolotl picks fp16
 # when precision is left out, and its LoRA kernels and flash attention assert CUDA.
@@ -64,8 +65,8 @@ def adapt_to_cpu(config: dict) -> list[str]:
     if config.get("adapter") == "qlora" and (config.get("val_set_size") or config.get("test_datasets")):
         # CPU QLoRA trap: an eval pass repacks the 4-bit weights and corrupts the gradients.
         config["val_set_size"] = 0
-        config.pop("test_datasets", None)
-        config.pop("eval_steps", None)
+        for key in ("test_datasets", "eval_steps", "load_best_model_at_end", "metric_for_best_model"):
+            config.pop(key, None)
         changes.append("evaluation during training off (CPU QLoRA: eval corrupts 4-bit gradients)")
     return changes
 
@@ -129,13 +130,46 @@ def prepare_data(project: dict, config: dict, run_dir: Path) -> dict:
     return report
 
 
-def build_command(config_file: Path, gpus: int, strategy: str | None) -> list[str]:
-    if gpus <= 1 and not strategy:
+def attach_run_paths(config: dict, project: dict, run_dir: Path) -> None:
+    """Point Axolotl at the run's normalized data, through this project's prompt strategy."""
+    strategy = f"datasets_fmt.axolotl_{project['data']['format']}"
+    config["datasets"] = [
+        {"path": str(run_dir / "data" / "train.jsonl"), "ds_type": "json", "type": strategy}
+    ]
+    if project["data"]["validation_split"]:
+        validation = str(run_dir / "data" / "validation.jsonl")
+        config["test_datasets"] = [
+            {"path": validation, "ds_type": "json", "split": "train", "type": strategy}
+        ]
+    config["output_dir"] = str(run_dir / "adapter")
+    config["dataset_prepared_path"] = str(run_dir / "prepared")
+
+
+def build_command(config_file: Path, gpus: int) -> list[str]:
+    """One process: plain python. Several: `accelerate launch`, the path Axolotl documents;
+    DDP/FSDP/DeepSpeed come from the keys the strategy put into the config."""
+    if gpus <= 1:
         return [sys.executable, "-m", "axolotl.cli.train", str(config_file)]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(max(gpus, 1))]
-    if strategy:
-        cmd += ["--config_file", str(ACCELERATE_CONFIGS / f"{strategy}.yaml")]
-    return cmd + ["-m", "axolotl.cli.train", str(config_file)]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(gpus),
+        "--num_machines",
+        "1",
+    ]
+    return launch + ["--dynamo_backend", "no", "-m", "axolotl.cli.train", str(config_file)]
+
+
+def apply_strategy(config: dict, strategy: str | None) -> dict:
+    if not strategy:
+        return config
+    path = STRATEGIES / f"{strategy}.yml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in STRATEGIES.glob("*.yml")))
+        raise RecipeError(f"no multi-GPU strategy '{strategy}': choose one of {known} (recipes/distributed/)")
+    return deep_merge(config, yaml.safe_load(path.read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,33 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.overwrite and run_dir.exists() and not args.check:
             shutil.rmtree(run_dir)
-        if args.strategy and not (ACCELERATE_CONFIGS / f"{args.strategy}.yaml").exists():
-            raise RecipeError(f"no accelerate config recipes/accelerate/{args.strategy}.yaml")
-        fmt = project["data"]["format"]
-        config["datasets"] = [
-            {
-                "path": str(run_dir / "data" / "train.jsonl"),
-                "ds_type": "json",
-                "type": f"datasets_fmt.axolotl_{fmt}",
-            }
-        ]
-        if project["data"]["validation_split"]:
-            config["test_datasets"] = [
-                {
-                    "path": str(run_dir / "data" / "validation.jsonl"),
-                    "ds_type": "json",
-                    "split": "train",
-                    "type": f"datasets_fmt.axolotl_{fmt}",
-                }
-            ]
-        config["output_dir"] = str(run_dir / "adapter")
-        config["dataset_prepared_path"] = str(run_dir / "prepared")
+        config = apply_strategy(config, args.strategy or ("ddp" if args.gpus > 1 else None))
+        attach_run_paths(config, project, run_dir)
         import torch
 
         hardware = "cuda" if torch.cuda.is_available() else "cpu"
         changes = adapt_to_cpu(config) if hardware == "cpu" else []
         for change in changes:
             log.info("no GPU: %s", change)
+        check_against_model(config, source, torch.cuda.is_bf16_supported() if hardware == "cuda" else None)
         validate(config, source)
         data_report = prepare_data(project, config, run_dir)
     except (RecipeError, DataError, FileNotFoundError, ValueError) as err:
@@ -226,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ok: {source.name} resolves to {config_file}; recipe and data checks passed")
         return 0
 
-    cmd = build_command(config_file, args.gpus, args.strategy)
+    cmd = build_command(config_file, args.gpus)
     env = {
         **os.environ,
         "AXOLOTL_DO_NOT_TRACK": "1",

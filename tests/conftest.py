@@ -95,3 +95,61 @@ def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
     out = tmp_path_factory.mktemp("tiny-adapter")
     peft_model.save_pretrained(out)
     return out
+
+
+def _save_tiny(model, tokenizer, out: Path) -> Path:
+    from transformers import GenerationConfig
+
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    ).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama3(tmp_path_factory, llama3_tokenizer_dir) -> Path:
+    """A 2-layer random Llama with the real Llama-3 tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        bos_token_id=128000,
+        eos_token_id=128009,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return _save_tiny(LlamaForCausalLM(config), tokenizer, tmp_path_factory.mktemp("tiny-llama3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_phi(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random Phi (transformers' native PhiForCausalLM: q/k/v_proj, dense, fc1/fc2)."""
+    import torch
+    from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    tokenizer.chat_template = None  # a base model, like Phi-2
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=2048,
+        partial_rotary_factor=0.5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return _save_tiny(PhiForCausalLM(config), tokenizer, tmp_path_factory.mktemp("tiny-phi"))

@@ -32,8 +32,12 @@ def tiny_run(tmp_path, tiny_llama, tiny_adapter):
     return run_dir
 
 
+SECRET = "hf_TESTSECRETdoNotLeak0123456789"
+
+
 @pytest.mark.slow
-def test_vllm_lora_evaluation_writes_a_report(tiny_run):
+def test_vllm_lora_evaluation_writes_a_report(tiny_run, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
     assert evaluate.main(["tiny", "--run-dir", str(tiny_run), "--adapter-mode", "lora"]) == 0
     rows = [json.loads(line) for line in (tiny_run / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 6
@@ -51,6 +55,12 @@ def test_vllm_lora_evaluation_writes_a_report(tiny_run):
     assert evaluate.main(["tiny", "--run-dir", str(tiny_run), "--adapter-mode", "lora"]) == 0
     assert (tiny_run / "eval" / "report.html").exists()
     assert json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]["throughput"] == {}
+    card = (tiny_run / "adapter" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\n") and "model-index:" in card
+    assert f"{metrics['scores']['best']['rouge1']['finetuned']['mean']:.2f}" in card
+    for path in tiny_run.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), f"token leaked into {path}"
 
 
 @pytest.mark.slow

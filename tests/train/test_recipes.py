@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 from recipe_config import RECIPES, RecipeError, apply_overrides, resolve, unknown_keys, validate
-from train import adapt_to_cpu
+from train import adapt_to_cpu, attach_run_paths
 
 RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yml") if not p.stem.startswith("_"))
 
@@ -10,10 +10,7 @@ RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yml") if not p.stem.starts
 @pytest.mark.parametrize("name", RECIPE_NAMES)
 def test_every_recipe_passes_axolotl_schema_and_unknown_key_check(name):
     config, project, source = resolve(name)
-    config["datasets"] = [
-        {"path": "x.jsonl", "ds_type": "json", "type": f"datasets_fmt.axolotl_{project['data']['format']}"}
-    ]
-    config["output_dir"] = "/tmp/out"
+    attach_run_paths(config, project, Path("/tmp/run"))
     assert unknown_keys(config) == []
     validate(config, source)
 

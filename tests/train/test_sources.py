@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from datasets_fmt.records import DataError, Example
+from datasets_fmt.records import Example
 from datasets_fmt.sources import _merge_repeated_dialogues, load_examples
 from tests.conftest import DEMO_DATA
 
@@ -37,33 +37,6 @@ def test_empty_records_are_skipped_and_counted(tmp_path, caplog):
     assert loaded.skipped == {"empty dialogue": 1}
     assert "index 1 (id 13828807)" in loaded.skipped_note()
     assert "skipped 1 record" in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        (
-            b'{"fname": "a", "dialogue": "x", "summary": "y"}\n{"fname": "b", "dialogue": \n',
-            "line 2: malformed JSON",
-        ),
-        (b'{"fname": "a", "summary": "y"}\n', "line 1, field 'dialogue': missing"),
-        (b'{"fname": "a", "dialogue": 5, "summary": "y"}\n', "field 'dialogue': expected a string, got int"),
-        (b'{"fname": "a", "dialogue": "caf\xe9", "summary": "y"}\n', "line 1: invalid UTF-8"),
-        (
-            b'{"fname": "a", "dialogue": "x", "summary": "y"}\n{"fname": "a", "dialogue": "z", "summary": "w"}\n',
-            "line 2, field 'id': duplicate id 'a'",
-        ),
-        (b'{"fname": "a", "dialogue": " ", "summary": "y"}\n', "no usable records"),
-    ],
-    ids=["malformed-json", "missing-field", "wrong-type", "invalid-utf8", "duplicate-id", "empty-split"],
-)
-def test_bad_data_names_file_record_and_field(tmp_path, content, expected):
-    path = tmp_path / "train.jsonl"
-    path.write_bytes(content)
-    with pytest.raises(DataError) as err:
-        load_examples("dialogsum", "train", path)
-    assert str(path) in str(err.value)
-    assert expected in str(err.value)
 
 
 def test_dolly_keeps_per_record_instruction(tmp_path):

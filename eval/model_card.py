@@ -1,0 +1,101 @@
+"""The adapter's model card (README.md with Hugging Face front matter), written from the
+run's record and its evaluation, so what is published is what was measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from datasets_fmt import atomic
+
+HUB_DATASETS = {
+    "dialogsum": "knkarthick/dialogsum",
+    "samsum": "Samsung/samsum",
+    "dolly": "databricks/databricks-dolly-15k",
+}
+METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+
+
+def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
+    corpus = run["data"]["corpus"]
+    scores = metrics["scores"]
+    results = [
+        {
+            "type": f"{name.lower()}-{agg}-of-references",
+            "name": f"{name} ({agg} over references)",
+            "value": round(scores[agg][key]["finetuned"]["mean"], 2),
+        }
+        for agg in ("best", "mean")
+        for key, name in METRIC_NAMES.items()
+    ]
+    front = {
+        "library_name": "peft",
+        "base_model": run["base_model"],
+        "datasets": [HUB_DATASETS.get(corpus, corpus)],
+        "license": "other",
+        "tags": [
+            "axolotl",
+            "lora" if run.get("adapter") == "lora" else str(run.get("adapter")),
+            "summarization",
+            "dialogue",
+        ],
+        "model-index": [
+            {
+                "name": f"{Path(adapter_dir).parent.name}-{run['recipe']}",
+                "results": [
+                    {
+                        "task": {"type": "summarization", "name": "Dialogue summarization"},
+                        "dataset": {
+                            "name": metrics["provenance"]["dataset"],
+                            "type": HUB_DATASETS.get(corpus, corpus),
+                            "split": run["evaluation"]["split"],
+                        },
+                        "metrics": results,
+                    }
+                ],
+            }
+        ],
+    }
+    gen = metrics["generation"]
+    lora = metrics["provenance"]["lora"]
+    rows = "\n".join(
+        f"| {METRIC_NAMES[k]} | {scores[a][k]['base']['mean']:.2f} | {scores[a][k]['finetuned']['mean']:.2f} | {a} |"
+        for a in ("best", "mean")
+        for k in METRIC_NAMES
+    )
+    body = f"""
+# {run["recipe"]}: a {run.get("adapter") or "full"} fine-tune of {run["base_model"]} for dialogue summarization
+
+Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recipe `{run["recipe"]}`
+(overrides: {run.get("overrides") or "none"}) on {corpus} ({run.get("data_check", {}).get("train", {}).get("records", "?")} records),
+{run.get("train_seconds", "?")} s on {run.get("hardware")}. The licence of the training data applies.
+
+## Evaluation ({metrics["n"]} items of {metrics["provenance"]["dataset"]})
+
+| metric | base | fine-tuned | references |
+|---|---|---|---|
+{rows}
+
+{metrics["rouge"]}.
+
+## How to prompt it
+
+Prompt format `{gen["prompt_format"]}` (datasets_fmt/prompts.py); an example prompt:
+
+```
+{gen["example_prompt"]}
+```
+
+Greedy decoding, stop token ids {gen["stop_token_ids"]}, max_new_tokens {gen["max_new_tokens"]}.
+
+## Training settings
+
+LoRA/quantization: {yaml.safe_dump(lora, default_flow_style=True).strip()}; learning rate {config.get("learning_rate")},
+sequence_len {config.get("sequence_len")}, micro batch {config.get("micro_batch_size")} x accumulation {config.get("gradient_accumulation_steps")},
+optimizer {config.get("optimizer")}, steps {config.get("max_steps") or str(config.get("num_epochs")) + " epoch(s)"}.
+
+Libraries: {", ".join(f"{k} {v}" for k, v in metrics["provenance"]["libraries"].items())}.
+"""
+    text = "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
+    return atomic.write_text(Path(adapter_dir) / "README.md", text)

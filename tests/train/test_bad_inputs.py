@@ -1,0 +1,33 @@
+"""Every bad input in tests/bad_inputs/ fails early with its exact, actionable error."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from recipe_config import RecipeError, check_against_model, resolve, validate
+
+from datasets_fmt.records import DataError
+from datasets_fmt.sources import load_examples
+
+CASES_DIR = Path(__file__).resolve().parent.parent / "bad_inputs"
+CASES = yaml.safe_load((CASES_DIR / "cases.yml").read_text())
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(CASES["data"].items()))
+def test_bad_data_file(name, expected):
+    corpus = "samsum" if name.endswith(".json") else "dialogsum"
+    with pytest.raises(DataError) as err:
+        load_examples(corpus, "train", CASES_DIR / name)
+    assert expected in str(err.value)
+    assert str(CASES_DIR / name) in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "case"), sorted(CASES["recipe"].items()))
+def test_bad_recipe(name, case, smollm2_dir):
+    overrides, expected = case
+    with pytest.raises(RecipeError) as err:
+        config, _, source = resolve("smollm2-dialogsum", overrides)
+        config["datasets"] = [{"path": "x.jsonl", "ds_type": "json", "type": "datasets_fmt.axolotl_chat"}]
+        check_against_model(config, source, cuda_bf16=None)
+        validate(config, source)
+    assert expected in str(err.value)

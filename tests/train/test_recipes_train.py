@@ -1,0 +1,73 @@
+"""Every recipe trains two real Axolotl steps on CPU, its base model swapped by an override
+(not an edit) for a tiny random model of the same family, so its prompt format, masking,
+adapter and trainer settings all run."""
+
+import json
+
+import pytest
+import train
+import yaml
+
+from tests.conftest import DEMO_DATA
+
+COMMON = [
+    "max_steps=2",
+    "save_steps=1",
+    "eval_steps=1",
+    "logging_steps=1",
+    "micro_batch_size=1",
+    "gradient_accumulation_steps=1",
+]
+DIALOGSUM = ["data.validation_split=test"]  # the demo corpus has no validation split
+DOLLY_OVERRIDES = ["special_tokens.pad_token=<|endoftext|>"]  # Llama-2's <unk> is not in the tiny vocab
+
+CASES = {
+    "smollm2-dialogsum-qlora": ("tiny_llama", DIALOGSUM),
+    "llama3-dialogsum": ("tiny_llama3", DIALOGSUM),
+    "phi2-dialogsum": ("tiny_phi", DIALOGSUM),
+    "llama2-dolly-lora": ("tiny_llama", DOLLY_OVERRIDES),
+    "llama2-dolly-qlora": ("tiny_llama", DOLLY_OVERRIDES),
+    "llama2-dolly-full": ("tiny_llama", DOLLY_OVERRIDES),
+}
+
+
+@pytest.fixture(scope="module")
+def dolly_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dolly")
+    rows = [
+        {
+            "instruction": f"Question {i}: what is {i} plus {i}?",
+            "context": "" if i % 2 else f"We add {i} and {i}.",
+            "response": f"{2 * i}.",
+            "category": "open_qa",
+        }
+        for i in range(40)
+    ]
+    (folder / "databricks-dolly-15k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(CASES))
+def test_recipe_trains_two_steps_on_a_tiny_model(recipe, request, tmp_path, dolly_dir):
+    model_fixture, extra = CASES[recipe]
+    model = request.getfixturevalue(model_fixture)
+    data = dolly_dir if "dolly" in recipe else DEMO_DATA
+    run_dir = tmp_path / "run"
+    rc = train.main(
+        [recipe, f"base_model={model}", *COMMON, *extra, "--data-dir", str(data), "--run-dir", str(run_dir)]
+    )
+    assert rc == 0
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    weights = "adapter_model.safetensors" if config.get("adapter") else "model.safetensors"
+    assert (run_dir / "adapter" / weights).exists()
+    state = json.loads(sorted((run_dir / "adapter").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    assert state["global_step"] == 2
+    assert all(
+        h["loss"] == h["loss"] and h["loss"] > 0 for h in state["log_history"] if "loss" in h
+    )  # finite, positive
+    if config.get("adapter") == "qlora":
+        assert (
+            config["load_in_4bit"] is True
+            and config["bnb_config_kwargs"]["bnb_4bit_use_double_quant"] is True
+        )
