@@ -32,12 +32,12 @@ def train_cmd(model, run_dir, steps=6):
     ]
 
 
-def losses(run_dir):
+def history(run_dir, key):
     states = sorted(
         (run_dir / "adapter").glob("checkpoint-*/trainer_state.json"),
         key=lambda p: int(p.parent.name.split("-")[1]),
     )
-    return {h["step"]: h["loss"] for h in json.loads(states[-1].read_text())["log_history"] if "loss" in h}
+    return {h["step"]: h[key] for h in json.loads(states[-1].read_text())["log_history"] if key in h}
 
 
 @pytest.mark.slow
