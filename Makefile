@@ -15,9 +15,9 @@ export AXOLOTL_DO_NOT_TRACK := 1
 export DATA_DIR GPUS STRATEGY
 
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
-EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE))
+EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE))
 
-.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format
+.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format bench-tokenize
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
@@ -58,3 +58,6 @@ lint: env-train
 
 format: env-train
 	.venv/train/bin/ruff format . && .venv/train/bin/ruff check --fix .
+
+bench-tokenize: env-train model
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_tokenize.py --data-dir $(or $(DATA_DIR),../shared/data)

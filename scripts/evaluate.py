@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["vllm", "hf"])
     parser.add_argument("--adapter-mode", choices=["auto", "lora", "merged"])
     parser.add_argument("--data-dir", help="override where the evaluation data lives")
+    parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
     args = parser.parse_args(argv)
     if not log.handlers:  # vLLM reconfigures the root logger; keep ours visible
         handler = logging.StreamHandler()
@@ -116,8 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     cuda = gen.has_cuda()
     mode = settings["adapter_mode"] if settings["adapter_mode"] != "auto" else ("lora" if cuda else "merged")
     backend = "hf" if fmt.is_seq2seq else settings["backend"]
-    out_dir = run_dir / "eval"
+    out_dir = (args.out_dir or run_dir / "eval").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = {
+        "base_model": base_model,
+        "adapter_mode": mode,
+        "backend": backend,
+        "max_new_tokens": max_new,
+        "format": data["format"],
+        "data": loaded.source,
+        "adapter_trained": (run_dir / "TRAINED").read_text().strip(),
+    }
+    settings_file = out_dir / "settings.json"
+    if settings_file.exists() and json.loads(settings_file.read_text()) != fingerprint:
+        log.info("generation settings changed since the last evaluation in %s: starting over", out_dir)
+        for stale in out_dir.glob("*.partial.jsonl"):
+            stale.unlink()
+    atomic.write_json(settings_file, fingerprint)
     log.info(
         "%d items of %s; max_new_tokens=%d; backend=%s; adapter=%s; stop ids %s",
         len(examples),

@@ -105,6 +105,8 @@ prepare() {
 device() {
   OUT=${OUT:-/tmp/gpu_proof_out}
   mkdir -p "$OUT"
+  # datasets_fmt (the prompt strategy) must be importable; train.py passes PYTHONPATH on.
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
   local py=python3 model=/root/llama3-8b-random run=/root/run
   {

@@ -31,3 +31,9 @@ def test_bad_recipe(name, case, smollm2_dir):
         check_against_model(config, source, cuda_bf16=None)
         validate(config, source)
     assert expected in str(err.value)
+
+
+def test_bf16_on_a_gpu_without_it_is_refused():
+    config, _, source = resolve("smollm2-dialogsum", ["bf16=true"])
+    with pytest.raises(RecipeError, match="this GPU has no bf16: set bf16: false and fp16: true"):
+        check_against_model(config, source, cuda_bf16=False)
