@@ -17,7 +17,7 @@ export DATA_DIR GPUS STRATEGY
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE))
 
-.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format bench-tokenize
+.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
@@ -61,3 +61,6 @@ format: env-train
 
 bench-tokenize: env-train model
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_tokenize.py --data-dir $(or $(DATA_DIR),../shared/data)
+
+bench-eval: env-eval model
+	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(or $(DATA_DIR),../shared/data) $(if $(LIMIT),--limit $(LIMIT))

@@ -115,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = gen.stop_token_ids(base_model, fmt.stop_token_ids)
 
     cuda = gen.has_cuda()
-    mode = settings["adapter_mode"] if settings["adapter_mode"] != "auto" else ("lora" if cuda else "merged")
-    backend = "hf" if fmt.is_seq2seq else settings["backend"]
+    backend = "hf" if fmt.is_seq2seq else settings["backend"]  # vLLM serves decoder-only models
+    # vLLM on CPU serves a merged model ~10x faster than base + LoRA; elsewhere keep them apart
+    auto_mode = "merged" if backend == "vllm" and not cuda else "lora"
+    mode = settings["adapter_mode"] if settings["adapter_mode"] != "auto" else auto_mode
     out_dir = (args.out_dir or run_dir / "eval").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = {

@@ -47,14 +47,19 @@ def nf4_round_trip(model) -> int:
 def merge_adapter(base_model: str, adapter: Path, out: Path, qlora: bool) -> dict:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    seq2seq = getattr(AutoConfig.from_pretrained(base_model), "is_encoder_decoder", False)
+    base = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(
+        base_model, dtype=torch.float32
+    )
     round_tripped = nf4_round_trip(base) if qlora else 0
     model = PeftModel.from_pretrained(base, str(adapter))
     model.eval()
     probe = tokenizer(PROBE, return_tensors="pt", padding=True)
+    if seq2seq:  # score the same probe as decoder input
+        probe["decoder_input_ids"] = probe["input_ids"]
     with torch.no_grad():
         expected = model(**probe).logits
         merged = model.merge_and_unload()

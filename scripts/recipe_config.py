@@ -205,7 +205,7 @@ def check_against_model(config: dict, source: Path, cuda_bf16: bool | None) -> N
     """Checks that need the model's config (not its weights): they fail in the first second
     instead of after the download and the quantization of a multi-GB model."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     if not config.get("base_model"):
         raise RecipeError(f"{source}: no base_model: name a hub id or a local model folder")
@@ -230,8 +230,13 @@ def check_against_model(config: dict, source: Path, cuda_bf16: bool | None) -> N
         )
     targets = config.get("lora_target_modules")
     if config.get("adapter") and targets and not config.get("lora_target_linear"):
+        auto = (
+            AutoModelForSeq2SeqLM
+            if getattr(model_config, "is_encoder_decoder", False)
+            else AutoModelForCausalLM
+        )
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(model_config)
+            model = auto.from_config(model_config)
         linear = {
             name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)
         }

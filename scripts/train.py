@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ok: {source.name} resolves to {config_file}; recipe and data checks passed")
         return 0
 
-    cmd = build_command(config_file, args.gpus)
+    cmd = build_command(config_file, args.gpus, seq2seq=project["data"]["format"] == "seq2seq")
     env = {
         **os.environ,
         "AXOLOTL_DO_NOT_TRACK": "1",

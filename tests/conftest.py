@@ -153,3 +153,25 @@ def tiny_phi(tmp_path_factory, smollm2_dir) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     return _save_tiny(PhiForCausalLM(config), tokenizer, tmp_path_factory.mktemp("tiny-phi"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random T5 (q/k/v/o attention like Flan-T5) with SmolLM2's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=64,
+        d_ff=128,
+        d_kv=32,
+        num_layers=2,
+        num_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return _save_tiny(T5ForConditionalGeneration(config), tokenizer, tmp_path_factory.mktemp("tiny-t5"))

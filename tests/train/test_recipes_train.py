@@ -21,13 +21,15 @@ COMMON = [
 DIALOGSUM = ["data.validation_split=test"]  # the demo corpus has no validation split
 DOLLY_OVERRIDES = ["special_tokens.pad_token=<|endoftext|>"]  # Llama-2's <unk> is not in the tiny vocab
 
-CASES = {
-    "smollm2-dialogsum-qlora": ("tiny_llama", DIALOGSUM),
-    "llama3-dialogsum": ("tiny_llama3", DIALOGSUM),
-    "phi2-dialogsum": ("tiny_phi", DIALOGSUM),
-    "llama2-dolly-lora": ("tiny_llama", DOLLY_OVERRIDES),
-    "llama2-dolly-qlora": ("tiny_llama", DOLLY_OVERRIDES),
-    "llama2-dolly-full": ("tiny_llama", DOLLY_OVERRIDES),
+CASES = {  # recipe: (tiny model fixture, extra overrides, data)
+    "smollm2-dialogsum-qlora": ("tiny_llama", DIALOGSUM, "demo"),
+    "llama3-dialogsum": ("tiny_llama3", DIALOGSUM, "demo"),
+    "phi2-dialogsum": ("tiny_phi", DIALOGSUM, "demo"),
+    "llama2-dolly-lora": ("tiny_llama", DOLLY_OVERRIDES, "dolly"),
+    "llama2-dolly-qlora": ("tiny_llama", DOLLY_OVERRIDES, "dolly"),
+    "llama2-dolly-full": ("tiny_llama", DOLLY_OVERRIDES, "dolly"),
+    "flan-t5-samsum": ("tiny_t5", [], "samsum"),
+    "flan-t5-xxl-samsum": ("tiny_t5", [], "samsum"),  # int8 base: bitsandbytes 8-bit on CPU
 }
 
 
@@ -47,12 +49,27 @@ def dolly_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def samsum_dir(tmp_path_factory):
+    """SAMSum-shaped data (JSON arrays, \\r\\n turns) from the demo dialogues."""
+    from datasets_fmt.sources import load_examples
+
+    folder = tmp_path_factory.mktemp("samsum")
+    for split, name in (("train", "train.json"), ("test", "val.json")):
+        rows = [
+            {"id": ex.id, "dialogue": ex.source.replace("\n", "\r\n"), "summary": ex.target}
+            for ex in load_examples("dialogsum", split, DEMO_DATA).examples[:20]
+        ]
+        (folder / name).write_text(json.dumps(rows))
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(CASES))
-def test_recipe_trains_two_steps_on_a_tiny_model(recipe, request, tmp_path, dolly_dir):
-    model_fixture, extra = CASES[recipe]
+def test_recipe_trains_two_steps_on_a_tiny_model(recipe, request, tmp_path, dolly_dir, samsum_dir):
+    model_fixture, extra, data_kind = CASES[recipe]
     model = request.getfixturevalue(model_fixture)
-    data = dolly_dir if "dolly" in recipe else DEMO_DATA
+    data = {"demo": DEMO_DATA, "dolly": dolly_dir, "samsum": samsum_dir}[data_kind]
     run_dir = tmp_path / "run"
     rc = train.main(
         [recipe, f"base_model={model}", *COMMON, *extra, "--data-dir", str(data), "--run-dir", str(run_dir)]
