@@ -119,9 +119,14 @@ class HFGenerator:
         cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
         self.model = cls.from_pretrained(model, dtype=dtype, device_map="auto" if cuda else None)
         if adapter:
-            from peft import PeftModel
+            from peft import PeftConfig, PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, adapter)
+            # Load the LoRA layers without PEFT's task wrapper and generate through the model
+            # that now carries them: PeftModelForSeq2SeqLM calls a transformers helper that
+            # transformers 5.19 removed (peft 0.20), and the LoRA math is the same.
+            config = PeftConfig.from_pretrained(adapter)
+            config.task_type = None
+            self.model = PeftModel.from_pretrained(self.model, adapter, config=config).get_base_model()
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.pad_id = (
@@ -156,9 +161,9 @@ class HFGenerator:
                     eos_token_id=list(stop_ids),
                     pad_token_id=self.pad_id,
                 )
-            new = out if self.seq2seq else out[:, width:]
+            # a decoder's output starts with its start token; a causal LM's repeats the prompt
+            new = out[:, 1:] if self.seq2seq else out[:, width:]
             for row in new.tolist():
-                row = [t for t in row if t != self.pad_id] if self.seq2seq else row
                 end = next((i for i, t in enumerate(row) if t in stop_ids), None)
                 kept = row if end is None else row[:end]
                 results.append(

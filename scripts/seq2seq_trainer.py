@@ -26,7 +26,7 @@ KEYS = {  # Axolotl key -> Seq2SeqTrainingArguments field
     "num_epochs": "num_train_epochs",
     "max_steps": "max_steps",
     "lr_scheduler": "lr_scheduler_type",
-    "warmup_ratio": "warmup_ratio",
+    "warmup_ratio": "warmup_steps",  # transformers 5: a float in [0, 1) is a ratio
     "weight_decay": "weight_decay",
     "max_grad_norm": "max_grad_norm",
     "logging_steps": "logging_steps",
@@ -36,7 +36,6 @@ KEYS = {  # Axolotl key -> Seq2SeqTrainingArguments field
     "seed": "seed",
     "optimizer": "optim",
     "gradient_checkpointing": "gradient_checkpointing",
-    "group_by_length": "group_by_length",
     "load_best_model_at_end": "load_best_model_at_end",
     "metric_for_best_model": "metric_for_best_model",
 }
@@ -110,6 +109,8 @@ def main(config_file: str) -> int:
     fields = {field: cfg[key] for key, field in KEYS.items() if cfg.get(key) is not None}
     if fields.get("max_steps") is None:
         fields["max_steps"] = -1
+    if cfg.get("group_by_length"):
+        fields["train_sampling_strategy"] = "group_by_length"
     args = Seq2SeqTrainingArguments(
         output_dir=cfg["output_dir"],
         bf16=bf16,

@@ -145,21 +145,15 @@ def attach_run_paths(config: dict, project: dict, run_dir: Path) -> None:
     config["dataset_prepared_path"] = str(run_dir / "prepared")
 
 
-def build_command(config_file: Path, gpus: int) -> list[str]:
+def build_command(config_file: Path, gpus: int, seq2seq: bool = False) -> list[str]:
     """One process: plain python. Several: `accelerate launch`, the path Axolotl documents;
-    DDP/FSDP/DeepSpeed come from the keys the strategy put into the config."""
+    DDP/FSDP/DeepSpeed come from the keys the strategy put into the config. Encoder-decoder
+    recipes (format seq2seq) run scripts/seq2seq_trainer.py: Axolotl has no such path."""
+    target = [str(Path(__file__).with_name("seq2seq_trainer.py"))] if seq2seq else ["-m", "axolotl.cli.train"]
     if gpus <= 1:
-        return [sys.executable, "-m", "axolotl.cli.train", str(config_file)]
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        str(gpus),
-        "--num_machines",
-        "1",
-    ]
-    return launch + ["--dynamo_backend", "no", "-m", "axolotl.cli.train", str(config_file)]
+        return [sys.executable, *target, str(config_file)]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--num_machines", "1"]
+    return [*launch, "--dynamo_backend", "no", *target, str(config_file)]
 
 
 def apply_strategy(config: dict, strategy: str | None) -> dict:

@@ -44,14 +44,35 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _tiny_model(tmp_path_factory, name: str, tokenizer, model_cls, config) -> Path:
+    """Save a randomly initialised model (seeded) with its tokenizer and generation config."""
+    import torch
+    from transformers import GenerationConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp(name)
+    model_cls(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    generation = GenerationConfig.from_model_config(config)  # keeps T5's decoder_start_token_id
+    generation.eos_token_id, generation.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    generation.save_pretrained(out)
+    return out
+
+
+def _special_ids(tokenizer) -> dict:
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
     """A 2-layer random Llama with SmolLM2's real tokenizer (head_dim 64: vLLM's CPU
     attention does not support 16)."""
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -61,18 +82,71 @@ def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        **_special_ids(tokenizer),
     )
-    out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
-    ).save_pretrained(out)
-    return out
+    return _tiny_model(tmp_path_factory, "tiny-llama", tokenizer, LlamaForCausalLM, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama3(tmp_path_factory, llama3_tokenizer_dir) -> Path:
+    """A 2-layer random Llama with the real Llama-3 tokenizer and chat template."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        bos_token_id=128000,
+        eos_token_id=128009,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return _tiny_model(tmp_path_factory, "tiny-llama3", tokenizer, LlamaForCausalLM, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_phi(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random Phi (transformers' native PhiForCausalLM: q/k/v_proj, dense, fc1/fc2)."""
+    from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    tokenizer.chat_template = None  # a base model, like Phi-2
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=2048,
+        partial_rotary_factor=0.5,
+        **_special_ids(tokenizer),
+    )
+    return _tiny_model(tmp_path_factory, "tiny-phi", tokenizer, PhiForCausalLM, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random T5 (q/k/v/o attention like Flan-T5) with SmolLM2's tokenizer."""
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=64,
+        d_ff=128,
+        d_kv=32,
+        num_layers=2,
+        num_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return _tiny_model(tmp_path_factory, "tiny-t5", tokenizer, T5ForConditionalGeneration, config)
 
 
 @pytest.fixture(scope="session")
@@ -95,83 +169,3 @@ def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
     out = tmp_path_factory.mktemp("tiny-adapter")
     peft_model.save_pretrained(out)
     return out
-
-
-def _save_tiny(model, tokenizer, out: Path) -> Path:
-    from transformers import GenerationConfig
-
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
-    ).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_llama3(tmp_path_factory, llama3_tokenizer_dir) -> Path:
-    """A 2-layer random Llama with the real Llama-3 tokenizer and chat template."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        bos_token_id=128000,
-        eos_token_id=128009,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return _save_tiny(LlamaForCausalLM(config), tokenizer, tmp_path_factory.mktemp("tiny-llama3"))
-
-
-@pytest.fixture(scope="session")
-def tiny_phi(tmp_path_factory, smollm2_dir) -> Path:
-    """A 2-layer random Phi (transformers' native PhiForCausalLM: q/k/v_proj, dense, fc1/fc2)."""
-    import torch
-    from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    tokenizer.chat_template = None  # a base model, like Phi-2
-    config = PhiConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=2048,
-        partial_rotary_factor=0.5,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return _save_tiny(PhiForCausalLM(config), tokenizer, tmp_path_factory.mktemp("tiny-phi"))
-
-
-@pytest.fixture(scope="session")
-def tiny_t5(tmp_path_factory, smollm2_dir) -> Path:
-    """A 2-layer random T5 (q/k/v/o attention like Flan-T5) with SmolLM2's tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=64,
-        d_ff=128,
-        d_kv=32,
-        num_layers=2,
-        num_heads=2,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-    )
-    return _save_tiny(T5ForConditionalGeneration(config), tokenizer, tmp_path_factory.mktemp("tiny-t5"))

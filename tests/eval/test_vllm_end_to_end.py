@@ -98,3 +98,38 @@ def test_merged_adapter_gives_the_same_text_as_lora_in_hf(tiny_run):
         for line in (tiny_run / "eval" / "predictions.jsonl").read_text().splitlines()
     ]
     assert merged == lora
+
+
+@pytest.mark.slow
+def test_seq2seq_evaluation_uses_the_hf_backend(tmp_path, tiny_t5):
+    """Flan-T5-style runs: vLLM serves decoder-only models, so evaluation goes through HF."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSeq2SeqLM
+
+    torch.manual_seed(2)
+    # PEFT 0.20's seq2seq wrapper does not construct under transformers 5.19: build the LoRA
+    # layers plainly, then label the adapter SEQ_2_SEQ_LM as the seq2seq trainer writes it.
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "k", "v", "o"], init_lora_weights=False)
+    run_dir = tmp_path / "run"
+    get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(tiny_t5), lora).save_pretrained(run_dir / "adapter")
+    adapter_config = run_dir / "adapter" / "adapter_config.json"
+    adapter_config.write_text(
+        json.dumps({**json.loads(adapter_config.read_text()), "task_type": "SEQ_2_SEQ_LM"})
+    )
+    run = {
+        "recipe": "tiny-t5",
+        "base_model": str(tiny_t5),
+        "adapter": "lora",
+        "overrides": [],
+        "data": {**DATA_DEFAULTS, "format": "seq2seq", "location": str(DEMO_DATA)},
+        "evaluation": {**EVAL_DEFAULTS, "limit": 3, "max_new_tokens": 8},
+    }
+    (run_dir / "run.yml").write_text(yaml.safe_dump(run))
+    (run_dir / "config.yml").write_text(yaml.safe_dump({"sequence_len": 256}))
+    (run_dir / "TRAINED").write_text("ok\n")
+    assert evaluate.main(["tiny-t5", "--run-dir", str(run_dir)]) == 0
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["generation"]["backend"] == "hf" and metrics["generation"]["adapter_mode"] == "lora"
+    rows = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(0 < r["finetuned"]["output_tokens"] <= 8 for r in rows)

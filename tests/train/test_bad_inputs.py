@@ -37,3 +37,10 @@ def test_bf16_on_a_gpu_without_it_is_refused():
     config, _, source = resolve("smollm2-dialogsum", ["bf16=true"])
     with pytest.raises(RecipeError, match="this GPU has no bf16: set bf16: false and fp16: true"):
         check_against_model(config, source, cuda_bf16=False)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(CASES["skipped"].items()))
+def test_unusable_records_are_skipped_with_a_counted_warning(name, expected, caplog):
+    loaded = load_examples("dialogsum", "train", CASES_DIR / name)
+    assert [ex.id for ex in loaded.examples] == ["a"]
+    assert expected.replace("TESTS", str(CASES_DIR)) in caplog.text

@@ -77,3 +77,14 @@ def test_cpu_adaptation_turns_off_cuda_only_settings():
     assert config["bf16"] is False and config["fp16"] is False and config["lora_qkv_kernel"] is False
     assert config["optimizer"] == "adamw_torch" and config["val_set_size"] == 0 and "eval_steps" not in config
     assert any("CPU QLoRA" in c for c in changes)
+
+
+def test_llama3_pad_token_exists_so_the_vocabulary_is_not_resized(llama3_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    config, _, _ = resolve("llama3-dialogsum")
+    tokenizer = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
+    pad = config["special_tokens"]["pad_token"]
+    assert len(tokenizer) == 128256  # a new token would grow it, and every adapter would carry the embeddings
+    assert tokenizer.convert_tokens_to_ids(pad) == 128004 and tokenizer.pad_token == pad
+    assert pad not in (tokenizer.eos_token, "<|end_of_text|>")

@@ -60,3 +60,26 @@ def test_check_stops_before_training_on_bad_data(tmp_path, tiny_llama, caplog):
     )
     assert rc == 2
     assert f"{bad}, line 1, field 'summary': missing" in caplog.text
+
+
+def test_check_reports_how_many_dialogues_will_be_truncated(tmp_path, tiny_llama):
+    run_dir = tmp_path / "run"
+    rc = train.main(
+        [
+            "smollm2-dialogsum",
+            f"base_model={tiny_llama}",
+            "sequence_len=128",
+            "--data-dir",
+            str(DEMO_DATA),
+            "--run-dir",
+            str(run_dir),
+            "--check",
+        ]
+    )
+    assert rc == 0
+    check = yaml.safe_load((run_dir / "run.yml").read_text())["data_check"]["train"]
+    assert check["truncated_dialogues"] > 0 and check["max_tokens_cut"] > 0
+    assert check["records"] == check["truncated_dialogues"] + (
+        check["records"] - check["truncated_dialogues"]
+    )
+    assert not (run_dir / "adapter").exists()  # --check trains nothing
