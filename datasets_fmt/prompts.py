@@ -80,7 +80,7 @@ class PromptFormat:
         return self.tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
 
     # -- shared machinery --------------------------------------------------------------
-    def _ids(self, text: str) -> list[int]:
+    def text_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def instruction_for(self, example: Example) -> str:
@@ -93,15 +93,15 @@ class PromptFormat:
     def _prompt_pieces(self, example: Example) -> tuple[list[int], list[int], list[int]]:
         template = self._prompt_text(self.instruction_for(example), _SENTINEL)
         prefix, _, suffix = template.partition(_SENTINEL)
-        prefix_ids = ([self.tokenizer.bos_token_id] if self.adds_bos else []) + self._ids(prefix)
-        return prefix_ids, self._ids(example.source), self._ids(suffix)
+        prefix_ids = ([self.tokenizer.bos_token_id] if self.adds_bos else []) + self.text_ids(prefix)
+        return prefix_ids, self.text_ids(example.source), self.text_ids(suffix)
 
     @cached_property
     def stop_token_ids(self) -> list[int]:
-        return self._ids(self.end_text)
+        return self.text_ids(self.end_text)
 
     def completion_ids(self, example: Example) -> list[int]:
-        return self._ids(example.target) + self.stop_token_ids
+        return self.text_ids(example.target) + self.stop_token_ids
 
     def encode_prompt(self, example: Example, max_tokens: int | None = None) -> Encoded:
         """Prompt ids for generation, the source cut so the prompt fits ``max_tokens``."""
@@ -199,7 +199,7 @@ class AlpacaFormat(PromptFormat):
         if example.source:
             return super()._prompt_pieces(example)
         bos = [self.tokenizer.bos_token_id] if self.adds_bos else []
-        return bos + self._ids(self._prompt_text(self.instruction_for(example), "")), [], []
+        return bos + self.text_ids(self._prompt_text(self.instruction_for(example), "")), [], []
 
 
 class Seq2SeqFormat(PromptFormat):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -178,9 +178,6 @@ class HFGenerator:
     def close(self) -> None:
         del self.model
         gc.collect()
-
-
-GeneratorFactory = Callable[[], "VLLMGenerator | HFGenerator"]
 
 
 def adapter_rank(adapter: str | Path) -> int:
