@@ -169,6 +169,17 @@ def unknown_keys(config: dict) -> list[str]:
     from axolotl.utils.schemas.config import AxolotlInputConfig
     from axolotl.utils.schemas.datasets import SFTDataset
 
+    if config.get("plugins"):  # plugins (Liger, ...) add their own keys to the schema
+        from axolotl.integrations.config import merge_input_args
+        from axolotl.utils.config import prepare_plugins
+        from axolotl.utils.dict import DictDefault
+
+        try:
+            prepare_plugins(DictDefault(copy.deepcopy(config)))
+        except (ImportError, AttributeError) as err:
+            raise RecipeError(f"plugins: cannot load {config['plugins']}: {err}") from None
+        _, AxolotlInputConfig = merge_input_args()  # noqa: N806 (a class)
+
     def fields(model) -> set[str]:
         names = set(model.model_fields)
         names |= {f.alias for f in model.model_fields.values() if f.alias}

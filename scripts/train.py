@@ -152,7 +152,15 @@ def build_command(config_file: Path, gpus: int, seq2seq: bool = False) -> list[s
     target = [str(Path(__file__).with_name("seq2seq_trainer.py"))] if seq2seq else ["-m", "axolotl.cli.train"]
     if gpus <= 1:
         return [sys.executable, *target, str(config_file)]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--num_machines", "1"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(gpus),
+        "--num_machines",
+        "1",
+    ]
     return [*launch, "--dynamo_backend", "no", *target, str(config_file)]
 
 

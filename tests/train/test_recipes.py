@@ -88,3 +88,15 @@ def test_llama3_pad_token_exists_so_the_vocabulary_is_not_resized(llama3_tokeniz
     assert len(tokenizer) == 128256  # a new token would grow it, and every adapter would carry the embeddings
     assert tokenizer.convert_tokens_to_ids(pad) == 128004 and tokenizer.pad_token == pad
     assert pad not in (tokenizer.eos_token, "<|end_of_text|>")
+
+
+def test_plugin_keys_are_known_once_the_plugin_is_listed():
+    liger = [
+        "plugins=[axolotl.integrations.liger.LigerPlugin]",
+        "liger_rms_norm=true",
+        "liger_fused_linear_cross_entropy=true",
+    ]
+    config, _, _ = resolve("llama3-dialogsum", liger)
+    assert unknown_keys(config) == []
+    config, _, _ = resolve("llama3-dialogsum", ["liger_rms_norm=true"])  # plugin not listed
+    assert [p.split()[0] for p in unknown_keys(config)] == ["liger_rms_norm"]
