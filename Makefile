@@ -23,6 +23,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
 	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/evaluate.py smollm2-dialogsum --run-dir runs/demo
 	@$(EVAL_PY) scripts/show_metrics.py runs/demo
+	@echo "full report: runs/demo/eval/report.html (and report.md, metrics.json, predictions.jsonl)"
 
 test: setup
 	bash scripts/run_tests.sh
