@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strategy",
         default=os.environ.get("STRATEGY") or None,
-        help="accelerate config in recipes/accelerate/: ddp, fsdp, zero2, zero3",
+        help="multi-GPU strategy in recipes/distributed/: ddp, fsdp, zero2, zero3 (default with --gpus>1: ddp)",
     )
     parser.add_argument(
         "--check", action="store_true", help="resolve and validate recipe and data, then stop"
@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, project, source = resolve(args.recipe, overrides)
         run_dir = (args.run_dir or REPO / "runs" / source.stem).resolve()
+        if args.check and (run_dir / "TRAINED").exists():
+            run_dir = run_dir / "check"  # never overwrite the record of a finished run
         if (run_dir / "TRAINED").exists() and not args.overwrite and not args.check:
             raise RecipeError(
                 f"{run_dir} already holds a finished run: pass --overwrite (make ... OVERWRITE=1) or another --run-dir"
