@@ -28,6 +28,17 @@ def test_tiny_lora_training_run_end_to_end(tmp_path, tiny_llama):
     assert config["bf16"] is False and config["datasets"][0]["type"] == "datasets_fmt.axolotl_chat"
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     assert run["data_check"]["train"]["records"] >= 200
+    # --check on a finished run leaves its record alone
+    args = [
+        "smollm2-dialogsum",
+        f"base_model={tiny_llama}",
+        "--data-dir",
+        str(DEMO_DATA),
+        "--run-dir",
+        str(run_dir),
+    ]
+    assert train.main([*args, "--check"]) == 0
+    assert "train_seconds" in yaml.safe_load((run_dir / "run.yml").read_text())
     # A finished run is not silently overwritten.
     assert (
         train.main(
