@@ -214,6 +214,30 @@ class Seq2SeqFormat(PromptFormat):
         return prefix, source, suffix + self.stop_token_ids  # T5's encoder input ends with </s>
 
 
+@dataclass(frozen=True)
+class FitReport:
+    """How a corpus fits ``max_len`` under a format (the runner's data check, the benchmark)."""
+
+    tokens: int  # in the records that fit
+    truncated: int  # records whose dialogue was cut
+    max_tokens_cut: int
+    too_long: int  # records whose summary alone does not fit
+
+
+def fit_report(fmt: PromptFormat, examples: list[Example], max_len: int) -> FitReport:
+    tokens = truncated = cut = too_long = 0
+    for ex in examples:
+        try:
+            enc = fmt.encode_train(ex, max_len)
+        except TooLong:
+            too_long += 1
+            continue
+        tokens += len(enc.input_ids)
+        truncated += enc.truncated_tokens > 0
+        cut = max(cut, enc.truncated_tokens)
+    return FitReport(tokens, truncated, cut, too_long)
+
+
 FORMATS: dict[str, type[PromptFormat]] = {
     cls.name: cls for cls in (ChatFormat, PlainFormat, AlpacaFormat, Seq2SeqFormat)
 }

@@ -51,9 +51,9 @@ def max_new_tokens_for(reference_lengths: Sequence[int], cap: int = 512) -> int:
     return min(cap, max(16, math.ceil(1.5 * max(reference_lengths))))
 
 
-def chunks(items: Sequence, size: int) -> Iterator[tuple[int, Sequence]]:
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
-        yield start, items[start : start + size]
+        yield items[start : start + size]
 
 
 class VLLMGenerator:
@@ -148,7 +148,7 @@ class HFGenerator:
 
         results: list[Generation] = []
         device = next(self.model.parameters()).device
-        for _, batch in chunks(prompts, self.batch_size):
+        for batch in chunks(prompts, self.batch_size):
             width = max(len(p) for p in batch)
             ids = torch.tensor([[self.pad_id] * (width - len(p)) + list(p) for p in batch], device=device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)

@@ -189,7 +189,8 @@ def write_report(
     result: dict,
     generation: dict,
     source: str,
-) -> list[Path]:
+) -> tuple[list[Path], dict]:
+    """Write the report files; return them and the metrics (for the model card)."""
     scores, per_sample = result["scores"], result["per_sample"]
     per_sys = {
         name: {agg: {m: per_sample[name][agg][m] for m in METRICS} for agg in ("mean", "best")}
@@ -353,4 +354,4 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 <h2>Provenance</h2>{html_table(["", ""], prov_rows)}</body></html>
 """
     written.append(atomic.write_text(out_dir / "report.html", page))
-    return written
+    return written, metrics

@@ -18,6 +18,7 @@ from transformers import AutoTokenizer
 from datasets_fmt.prompts import get_format
 from datasets_fmt.sources import load_examples
 from eval import generate as gen
+from eval.report import hardware
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,9 +62,8 @@ def main() -> None:
     results = {
         name: timed(makers[name], prompts, args.max_new_tokens, stop) for name in args.backends.split(",")
     }
-    hardware = "CUDA " + __import__("torch").cuda.get_device_name(0) if gen.has_cuda() else "CPU"
     print(
-        f"\n{len(prompts)} DialogSum test prompts, {args.model}, greedy, max_new_tokens={args.max_new_tokens}, {hardware}"
+        f"\n{len(prompts)} DialogSum test prompts, {args.model}, greedy, max_new_tokens={args.max_new_tokens}, {hardware()}"
     )
     print("| backend | start s | generate s | prompts/s | output tokens/s | stopped |")
     print("|---|---|---|---|---|---|")

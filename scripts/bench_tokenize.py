@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from datasets_fmt.prompts import TooLong, get_format
+from datasets_fmt.prompts import fit_report, get_format
 from datasets_fmt.sources import load_examples
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,20 +41,12 @@ def main() -> None:
         started = time.perf_counter()
         loaded = load_examples(corpus, "train", args.data_dir)
         loaded_at = time.perf_counter()
-        tokens = truncated = dropped = 0
-        for ex in loaded.examples:
-            try:
-                enc = fmt.encode_train(ex, args.sequence_len)
-            except TooLong:
-                dropped += 1
-                continue
-            tokens += len(enc.input_ids)
-            truncated += enc.truncated_tokens > 0
+        fit = fit_report(fmt, loaded.examples, args.sequence_len)
         done = time.perf_counter()
         n = len(loaded.examples)
         print(
             f"| {corpus} | {n} | {loaded_at - started:.2f} | {done - loaded_at:.2f} | {n / (done - started):.0f} | "
-            f"{tokens / (done - loaded_at):.0f} | {truncated} | {dropped} | {peak_rss_mib():.0f} |"
+            f"{fit.tokens / (done - loaded_at):.0f} | {fit.truncated} | {fit.too_long} | {peak_rss_mib():.0f} |"
         )
 
 

@@ -38,16 +38,22 @@ CHUNK = 64  # items generated between two saves
 
 
 def run_system(
-    name: str, generator, adapter: str | None, prompts, examples, max_new: int, stop: list[int], out_dir: Path
+    name: str,
+    partial: PartialPredictions,
+    generator,
+    adapter: str | None,
+    prompts,
+    examples,
+    max_new: int,
+    stop: list[int],
 ) -> dict:
-    """Generate what is not done yet for one system; return its throughput figures."""
-    partial = PartialPredictions(out_dir / f"{name}.partial.jsonl")
+    """Generate what ``partial`` does not hold yet for one system; return its throughput."""
     todo = [i for i, ex in enumerate(examples) if ex.id not in partial.done]
     log.info(
         "%s: generating %d of %d (%d already done)", name, len(todo), len(examples), len(examples) - len(todo)
     )
     started, tokens = time.time(), 0
-    for _, batch in gen.chunks(todo, CHUNK):
+    for batch in gen.chunks(todo, CHUNK):
         outs = generator.generate([prompts[i].input_ids for i in batch], max_new, stop, adapter=adapter)
         tokens += sum(o.output_tokens for o in outs)
         partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for stale in out_dir.glob("*.partial.jsonl"):
             stale.unlink()
     atomic.write_json(settings_file, fingerprint)
+    partials = {name: PartialPredictions(out_dir / f"{name}.partial.jsonl") for name in ("base", "finetuned")}
     log.info(
         "%d items of %s; max_new_tokens=%d; backend=%s; adapter=%s; stop ids %s",
         len(examples),
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     shared = None
     for name, model_path, lora in plan:
-        if all(ex.id in PartialPredictions(out_dir / f"{name}.partial.jsonl").done for ex in examples):
+        if all(ex.id in partials[name].done for ex in examples):
             log.info("%s: all %d items already generated (resumed)", name, len(examples))
             continue
         started = time.time()
@@ -180,15 +187,21 @@ def main(argv: list[str] | None = None) -> int:
             generator = gen.HFGenerator(model_path, adapter=lora, seq2seq=fmt.is_seq2seq)
         engine_seconds[name] = round(time.time() - started, 1)
         throughput[name] = run_system(
-            name, generator, lora if backend == "vllm" else None, prompts, examples, max_new, stop, out_dir
+            name,
+            partials[name],
+            generator,
+            lora if backend == "vllm" else None,
+            prompts,
+            examples,
+            max_new,
+            stop,
         )
         if backend == "hf":
             generator.close()
     if shared is not None:
         shared.close()
 
-    base_done = PartialPredictions(out_dir / "base.partial.jsonl").done
-    ft_done = PartialPredictions(out_dir / "finetuned.partial.jsonl").done
+    base_done, ft_done = partials["base"].done, partials["finetuned"].done
     rows = [
         {
             "id": ex.id,
@@ -218,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompt_format": data["format"],
         "example_prompt": fmt.prompt_text(examples[0]),
     }
-    paths = write_report(out_dir, run_dir, run, config, rows, result, generation, loaded.source)
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    paths, metrics = write_report(out_dir, run_dir, run, config, rows, result, generation, loaded.source)
     paths.append(write_model_card(adapter, run, config, metrics))
     for path in paths:
         print(f"wrote {path}")

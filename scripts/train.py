@@ -75,7 +75,7 @@ def prepare_data(project: dict, config: dict, run_dir: Path) -> dict:
     """Validate and normalize the data splits into the run directory; report truncation."""
     from transformers import AutoTokenizer
 
-    from datasets_fmt.prompts import TooLong, get_format
+    from datasets_fmt.prompts import fit_report, get_format
     from datasets_fmt.sources import load_examples
 
     data = project["data"]
@@ -91,17 +91,9 @@ def prepare_data(project: dict, config: dict, run_dir: Path) -> dict:
         if not split:
             continue
         loaded = load_examples(data["corpus"], split, data["location"])
-        truncated, cut, too_long = 0, 0, 0
-        for ex in loaded.examples:
-            try:
-                enc = fmt.encode_train(ex, config["sequence_len"])
-            except TooLong:
-                too_long += 1
-                continue
-            truncated += enc.truncated_tokens > 0
-            cut = max(cut, enc.truncated_tokens)
+        fit = fit_report(fmt, loaded.examples, config["sequence_len"])
         atomic.write_jsonl(run_dir / "data" / f"{role}.jsonl", (ex.to_json() for ex in loaded.examples))
-        usable = len(loaded.examples) - too_long
+        usable = len(loaded.examples) - fit.too_long
         if not usable:
             raise DataError(
                 loaded.source,
@@ -113,19 +105,19 @@ def prepare_data(project: dict, config: dict, run_dir: Path) -> dict:
             "source": loaded.source,
             "records": len(loaded.examples),
             "skipped": dict(loaded.skipped),
-            "truncated_dialogues": truncated,
-            "max_tokens_cut": cut,
-            "dropped_summary_too_long": too_long,
+            "truncated_dialogues": fit.truncated,
+            "max_tokens_cut": fit.max_tokens_cut,
+            "dropped_summary_too_long": fit.too_long,
         }
         log.info(
             "%s: %d records (%s); %d dialogue(s) truncated to fit sequence_len=%d (at most %d tokens cut); %d dropped (summary too long)",
             role,
             len(loaded.examples),
             loaded.source,
-            truncated,
+            fit.truncated,
             config["sequence_len"],
-            cut,
-            too_long,
+            fit.max_tokens_cut,
+            fit.too_long,
         )
     return report
 

@@ -65,8 +65,11 @@ def test_report_renders_and_matches_metrics(tmp_path):
         "engine_start_seconds": {"base": 1.0},
         "backend": "vllm",
     }
-    paths = write_report(tmp_path, tmp_path, run, {"lora_r": 8}, rows, result, generation, "unit data")
+    paths, returned = write_report(
+        tmp_path, tmp_path, run, {"lora_r": 8}, rows, result, generation, "unit data"
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert returned == metrics
     html = (tmp_path / "report.html").read_text()
     parser = Collector()
     parser.feed(html)
@@ -104,15 +107,16 @@ def test_interrupted_evaluation_resumes_without_regenerating(tmp_path, monkeypat
     monkeypatch.setattr(evaluate, "CHUNK", 4)
     examples = [Example(f"e{i}", "d", "s") for i in range(10)]
     prompts = [P(i + 1) for i in range(10)]
+    partial_file = tmp_path / "finetuned.partial.jsonl"
     first = FlakyGenerator(crash_on_call=2)
     with pytest.raises(KeyboardInterrupt):
-        run_system("finetuned", first, None, prompts, examples, 8, [2], tmp_path)
+        run_system("finetuned", PartialPredictions(partial_file), first, None, prompts, examples, 8, [2])
     assert len(PartialPredictions(tmp_path / "finetuned.partial.jsonl").done) == 4
     # a crash mid-line leaves a broken last line: it is ignored and regenerated
     with (tmp_path / "finetuned.partial.jsonl").open("a") as fh:
         fh.write('{"id": "e4", "te')
     second = FlakyGenerator()
-    stats = run_system("finetuned", second, None, prompts, examples, 8, [2], tmp_path)
+    stats = run_system("finetuned", PartialPredictions(partial_file), second, None, prompts, examples, 8, [2])
     assert second.prompts_seen == 6 and stats["items"] == 6
     done = PartialPredictions(tmp_path / "finetuned.partial.jsonl").done
     assert sorted(done) == sorted(ex.id for ex in examples)
