@@ -5,6 +5,7 @@
 #   make eval RECIPE=...            base vs fine-tuned report in runs/<recipe>/eval/
 #   make merge RECIPE=...           merged model in runs/<recipe>/merged/
 #   make check RECIPE=...           validate recipe and data, load no model
+#   make bench-eval / bench-tokenize / bench-train (GPU)   the benchmarks (results/)
 
 SHELL := /bin/bash
 RECIPE ?= smollm2-dialogsum
@@ -17,7 +18,7 @@ export DATA_DIR GPUS STRATEGY
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE))
 
-.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval
+.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
@@ -65,3 +66,10 @@ bench-tokenize: env-train model
 
 bench-eval: env-eval model
 	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(or $(DATA_DIR),../shared/data) $(if $(LIMIT),--limit $(LIMIT))
+
+# GPU: the notes' plain QLoRA loop vs the llama3-dialogsum recipe, same data, one run. The
+# default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
+BENCH_MODEL ?= .cache/models/llama3-8b-random
+bench-train: env-train model
+	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_train.py all --model $(BENCH_MODEL) --data-dir $(or $(DATA_DIR),../shared/data) --variant default:

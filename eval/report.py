@@ -8,8 +8,6 @@ import datetime as dt
 import html
 import io
 import json
-import os
-import platform
 import random
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets_fmt import atomic
+from eval.hardware import hardware
 from eval.rouge import METRICS
 
 SYSTEMS = ("base", "finetuned")
@@ -32,17 +31,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def hardware() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
-    return f"CPU only: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def length_stats(rows: list[dict]) -> dict:

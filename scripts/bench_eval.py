@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from datasets_fmt.prompts import get_format
 from datasets_fmt.sources import load_examples
 from eval import generate as gen
-from eval.report import hardware
+from eval.hardware import hardware
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -92,10 +92,20 @@ def fix_pad_token(model_dir: Path, pad: str) -> None:
         tok_file.write_text(json.dumps(tok, ensure_ascii=False))
 
 
-def recipe_pad_token() -> str:
-    import yaml
+def resolved_recipe() -> dict:
+    if str(SCRIPTS) not in sys.path:  # this process only: recipe_config is a sibling script
+        sys.path.insert(0, str(SCRIPTS))
+    from recipe_config import resolve
 
-    return yaml.safe_load((REPO / "recipes" / f"{RECIPE}.yml").read_text())["special_tokens"]["pad_token"]
+    return resolve(RECIPE)[0]
+
+
+def recipe_pad_token() -> str:
+    return resolved_recipe()["special_tokens"]["pad_token"]
+
+
+def recipe_plugins() -> list[str]:
+    return list(resolved_recipe().get("plugins") or [])
 
 
 # -- baseline: the notes' plain loop -------------------------------------------------------
@@ -320,19 +330,6 @@ def packing_check(model: Any, inputs: dict, pad_id: int) -> dict:
     }
 
 
-def train_with_plugin_args(argv: list[str]) -> int:
-    """scripts/train.py's main, with train.py's unknown-key check told about plugin arguments
-    (liger_*): Axolotl's own validation accepts them once the plugin is listed."""
-    sys.path.insert(0, str(SCRIPTS))  # as scripts/train.py itself does (this process only)
-    import recipe_config
-
-    plain = recipe_config.unknown_keys
-    recipe_config.unknown_keys = lambda cfg: [k for k in plain(cfg) if not k.startswith("liger_")]
-    import train
-
-    return train.main(argv)
-
-
 def run_recipe(
     name: str,
     overrides: list[str],
@@ -359,14 +356,10 @@ def run_recipe(
         "--run-dir",
         str(run_dir),
     ]
-    plugins = ["scripts.bench_train.BenchMeter"]
-    if any(o.startswith("liger_") for o in overrides):
-        plugins.append("axolotl.integrations.liger.LigerPlugin")
+    # The meter joins the recipe's own plugins (Liger): a `plugins=` override replaces the list.
+    plugins = [*recipe_plugins(), "scripts.bench_train.BenchMeter"]
     args.insert(1, f"plugins=[{','.join(plugins)}]")
-    if len(plugins) > 1:
-        cmd = [sys.executable, __file__, "_train", *args]
-    else:
-        cmd = [sys.executable, str(SCRIPTS / "train.py"), *args]
+    cmd = [sys.executable, str(SCRIPTS / "train.py"), *args]
     env = {
         **os.environ,
         "BENCH_JSON": str(json_file),
@@ -435,8 +428,6 @@ def table(results: list[dict], warmup: int) -> str:
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "_train":
-        return train_with_plugin_args(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=["all", "baseline", "table"])
     p.add_argument("--model", type=Path, default=Path("/root/llama3-8b-random"))

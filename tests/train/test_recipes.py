@@ -79,6 +79,19 @@ def test_cpu_adaptation_turns_off_cuda_only_settings():
     assert any("CPU QLoRA" in c for c in changes)
 
 
+def test_cpu_adaptation_drops_liger_and_keeps_other_plugins():
+    config, _, _ = resolve(
+        "llama3-dialogsum", ["plugins=[axolotl.integrations.liger.LigerPlugin, my.Plugin]"]
+    )
+    assert config["liger_fused_linear_cross_entropy"] is True
+    changes = adapt_to_cpu(config)
+    assert config["plugins"] == ["my.Plugin"] and not [k for k in config if k.startswith("liger_")]
+    assert any("LigerPlugin" in c and "GPU" in c for c in changes)
+    config, _, _ = resolve("llama3-dialogsum")
+    adapt_to_cpu(config)
+    assert "plugins" not in config and unknown_keys(config) == []
+
+
 def test_llama3_pad_token_exists_so_the_vocabulary_is_not_resized(llama3_tokenizer_dir):
     from transformers import AutoTokenizer
 
@@ -90,13 +103,9 @@ def test_llama3_pad_token_exists_so_the_vocabulary_is_not_resized(llama3_tokeniz
     assert pad not in (tokenizer.eos_token, "<|end_of_text|>")
 
 
-def test_plugin_keys_are_known_once_the_plugin_is_listed():
-    liger = [
-        "plugins=[axolotl.integrations.liger.LigerPlugin]",
-        "liger_rms_norm=true",
-        "liger_fused_linear_cross_entropy=true",
-    ]
-    config, _, _ = resolve("llama3-dialogsum", liger)
+def test_plugin_keys_are_known_only_while_the_plugin_is_listed():
+    config, _, _ = resolve("llama3-dialogsum")  # lists Liger and sets its keys
+    assert config["plugins"] == ["axolotl.integrations.liger.LigerPlugin"] and config["liger_rope"] is True
     assert unknown_keys(config) == []
-    config, _, _ = resolve("llama3-dialogsum", ["liger_rms_norm=true"])  # plugin not listed
+    config, _, _ = resolve("smollm2-dialogsum", ["liger_rms_norm=true"])  # plugin not listed
     assert [p.split()[0] for p in unknown_keys(config)] == ["liger_rms_norm"]
