@@ -5,7 +5,10 @@
 #   make eval RECIPE=...            base vs fine-tuned report in runs/<recipe>/eval/
 #   make merge RECIPE=...           merged model in runs/<recipe>/merged/
 #   make check RECIPE=...           validate recipe and data, load no model
-#   make bench-eval / bench-tokenize / bench-train (GPU)   the benchmarks (results/)
+#   make compare RUNS="runs/a runs/b"   one table of several evaluated runs
+#   make serve RECIPE=... [PORT=8000]   base + adapter behind vLLM's OpenAI-compatible server
+#   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
+#   make bench-eval / bench-tokenize / bench-train (GPU) DATA_DIR=...   the benchmarks (results/)
 
 SHELL := /bin/bash
 RECIPE ?= smollm2-dialogsum
@@ -13,17 +16,18 @@ OVERRIDES ?=
 TRAIN_PY := .venv/train/bin/python
 EVAL_PY := .venv/eval/bin/python
 export AXOLOTL_DO_NOT_TRACK := 1
-export DATA_DIR GPUS STRATEGY
+export DATA_DIR GPUS STRATEGY MACHINES MACHINE_RANK MAIN_IP MAIN_PORT
+NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/ and samsum/ (see the README: Data)))
 
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
-EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE))
+EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic)
 
-.PHONY: demo test train eval merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train
+.PHONY: demo test train eval serve summarize merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
 	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/evaluate.py smollm2-dialogsum --run-dir runs/demo
-	@$(EVAL_PY) scripts/show_metrics.py runs/demo
+	@$(EVAL_PY) scripts/compare.py runs/demo
 	@echo "full report: runs/demo/eval/report.html (and report.md, metrics.json, predictions.jsonl)"
 
 test: setup
@@ -49,11 +53,17 @@ check: env-train model
 eval: env-eval
 	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(EVAL_FLAGS)
 
+serve: env-eval
+	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST))
+
+summarize: env-eval
+	$(EVAL_PY) scripts/summarize.py $(RECIPE) $(or $(FILE),$(error set FILE to a JSON-lines file of records with a dialogue field)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --url http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000) $(if $(OUT),--out $(OUT))
+
 merge: env-train
 	$(TRAIN_PY) scripts/merge.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 compare: env-eval
-	$(EVAL_PY) scripts/show_metrics.py $(or $(RUNS),runs/*)
+	$(EVAL_PY) scripts/compare.py $(or $(RUNS),runs/*)
 
 lint: env-train
 	.venv/train/bin/ruff check . && .venv/train/bin/ruff format --check .
@@ -62,14 +72,26 @@ format: env-train
 	.venv/train/bin/ruff format . && .venv/train/bin/ruff check --fix .
 
 bench-tokenize: env-train model
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_tokenize.py --data-dir $(or $(DATA_DIR),../shared/data)
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_tokenize.py --data-dir $(NEED_DATA)
 
 bench-eval: env-eval model
-	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(or $(DATA_DIR),../shared/data) $(if $(LIMIT),--limit $(LIMIT))
+	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
 
 # GPU: the notes' plain QLoRA loop vs the llama3-dialogsum recipe, same data, one run. The
 # default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
 BENCH_MODEL ?= .cache/models/llama3-8b-random
 bench-train: env-train model
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_train.py all --model $(BENCH_MODEL) --data-dir $(or $(DATA_DIR),../shared/data) --variant default:
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_train.py all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) --variant default:
+
+# Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts
+# of at most PART_SIZE, built here; installed there with no network. Needs only python3 + pip.
+#   make bundle REQS=requirements/train.txt HAVE=node-freeze.txt DATA="path/to/data" PART_SIZE=2G
+#   make bundle-install BUNDLE=bundle          (on the node)
+bundle:
+	PYTHONPATH=. python3 scripts/bundle.py build --out $(or $(OUT),bundle) -r $(or $(REQS),requirements/train.txt) \
+	  --python-version $(or $(PYTHON_VERSION),3.12) --part-size $(or $(PART_SIZE),2G) $(if $(HAVE),--have $(HAVE)) \
+	  $(foreach d,$(DATA),--data $(d)) $(foreach m,$(MODELS),--model $(m))
+
+bundle-install:
+	PYTHONPATH=. python3 scripts/bundle.py install $(or $(BUNDLE),bundle)

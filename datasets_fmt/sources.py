@@ -132,8 +132,8 @@ def get_corpus(name: str) -> Corpus:
 def _read_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as fh:
         for lineno, raw_line in enumerate(fh, start=1):
-            try:
-                line = raw_line.decode("utf-8")
+            try:  # utf-8-sig: a byte-order mark (spreadsheet tools write one) is not data
+                line = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
                 raise DataError(
                     str(path),
@@ -158,7 +158,7 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
 
 def _read_json_array(path: Path) -> Iterator[Row]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(
             str(path), None, None, f"invalid UTF-8 at byte {err.start}; re-encode the file as UTF-8"
@@ -183,7 +183,7 @@ def _read_json_array(path: Path) -> Iterator[Row]:
 def read_records(path: Path) -> Iterator[Row]:
     """JSON lines or one JSON array, told apart by the first non-blank character."""
     with path.open("rb") as fh:
-        head = fh.read(4096).lstrip()
+        head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     return (
         _read_json_array(path) if head.startswith(b"[") or head.startswith(b'{"data"') else _read_jsonl(path)
     )

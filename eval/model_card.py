@@ -14,12 +14,11 @@ HUB_DATASETS = {
     "samsum": "Samsung/samsum",
     "dolly": "databricks/databricks-dolly-15k",
 }
-METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 
 
 def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
     corpus = run["data"]["corpus"]
-    scores = metrics["scores"]
+    scores, labels = metrics["scores"], metrics["labels"]
     results = [
         {
             "type": f"{name.lower()}-{agg}-of-references",
@@ -27,7 +26,7 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
             "value": round(scores[agg][key]["finetuned"]["mean"], 2),
         }
         for agg in ("best", "mean")
-        for key, name in METRIC_NAMES.items()
+        for key, name in labels.items()
     ]
     front = {
         "library_name": "peft",
@@ -60,9 +59,9 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
     gen = metrics["generation"]
     lora = metrics["provenance"]["lora"]
     rows = "\n".join(
-        f"| {METRIC_NAMES[k]} | {scores[a][k]['base']['mean']:.2f} | {scores[a][k]['finetuned']['mean']:.2f} | {a} |"
+        f"| {labels[k]} | {scores[a][k]['base']['mean']:.2f} | {scores[a][k]['finetuned']['mean']:.2f} | {a} |"
         for a in ("best", "mean")
-        for k in METRIC_NAMES
+        for k in metrics["keys"]
     )
     body = f"""
 # {run["recipe"]}: a {run.get("adapter") or "full"} fine-tune of {run["base_model"]} for dialogue summarization
@@ -77,7 +76,7 @@ Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recip
 |---|---|---|---|
 {rows}
 
-{metrics["rouge"]}.
+{metrics["scoring"]}.
 
 ## How to prompt it
 

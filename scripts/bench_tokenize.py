@@ -1,6 +1,6 @@
 """Benchmark: tokenize whole training sets through the project's prompt format.
 
-    python scripts/bench_tokenize.py --data-dir ../shared/data [--model .cache/models/SmolLM2-135M-Instruct]
+    python scripts/bench_tokenize.py --data-dir DIR [--model DIR]     (make bench-tokenize)
 
 Prints records/s, tokens/s and peak memory (RSS) per corpus, so a regression in loading,
 validation or prompt building shows up as a number.
@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
 from transformers import AutoTokenizer
 
 from datasets_fmt.prompts import fit_report, get_format
 from datasets_fmt.sources import load_examples
-
-REPO = Path(__file__).resolve().parent.parent
+from training.paths import models_dir
 
 
 def peak_rss_mib() -> float:
@@ -28,7 +26,7 @@ def peak_rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--model", default=str(REPO / ".cache" / "models" / "SmolLM2-135M-Instruct"))
+    parser.add_argument("--model", default=str(models_dir() / "SmolLM2-135M-Instruct"))
     parser.add_argument("--format", default="chat")
     parser.add_argument("--sequence-len", type=int, default=1024)
     args = parser.parse_args()

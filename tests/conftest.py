@@ -169,3 +169,41 @@ def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
     out = tmp_path_factory.mktemp("tiny-adapter")
     peft_model.save_pretrained(out)
     return out
+
+
+def token_forcing_model(tmp_path_factory, tokenizer_dir: Path, token_id: int, eos_ids: list[int]) -> Path:
+    """A tiny random Llama (real tokenizer) whose greedy choice is ``token_id`` at every step:
+    the last MLP's bias pushes one hidden dimension far up, and only ``token_id``'s output
+    row reads it. ``eos_ids`` is what its generation config names as end-of-sequence."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        mlp_bias=True,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos_ids,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.layers[-1].mlp.down_proj.bias.zero_()
+        model.model.layers[-1].mlp.down_proj.bias[0] = 1000.0
+        model.lm_head.weight[:, 0] = 0.0
+        model.lm_head.weight[token_id, 0] = 10.0
+    out = tmp_path_factory.mktemp(f"forces-{token_id}")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id
+    ).save_pretrained(out)
+    return out

@@ -3,7 +3,7 @@ user's own VLLM_CPU_OMP_THREADS_BIND is never overridden."""
 
 import pytest
 
-from eval import generate
+from eval.backends import vllm as generate
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@ import json
 from html.parser import HTMLParser
 
 import pytest
-from evaluate import run_system
 
 from datasets_fmt.records import Example
-from eval.generate import Generation
+from eval.backends import Generation
+from eval.metrics import get_metrics, summarize
+from eval.pipeline import System, run_system
 from eval.predictions import PartialPredictions
 from eval.report import write_report
-from eval.rouge import summarize
 
 
 def fake_rows(n=12):
@@ -55,6 +55,7 @@ class Collector(HTMLParser):
 def test_report_renders_and_matches_metrics(tmp_path):
     rows = fake_rows()
     result = summarize(
+        get_metrics(["rouge"]),
         {s: [r[s]["text"] for r in rows] for s in ("base", "finetuned")},
         [r["references"] for r in rows],
         n_resamples=200,
@@ -64,6 +65,7 @@ def test_report_renders_and_matches_metrics(tmp_path):
         "throughput": {"base": {"items": 12, "prompts_per_s": 1.0, "output_tokens_per_s": 9.0}},
         "engine_start_seconds": {"base": 1.0},
         "backend": "vllm",
+        "example_prompt": "Summarize the following dialogue.",
     }
     paths, returned = write_report(
         tmp_path, tmp_path, run, {"lora_r": 8}, rows, result, generation, "unit data"
@@ -79,7 +81,13 @@ def test_report_renders_and_matches_metrics(tmp_path):
         assert f"from {r1['base']['mean']:.2f} to {r1['finetuned']['mean']:.2f}" in text
         assert f"{r1['difference']['diff']:+.2f}" in text
     assert metrics["lengths"]["base"]["not_stopped_share"] == 0.5
-    assert {p.name for p in paths} >= {"metrics.json", "report.md", "report.html", "rouge.png", "lengths.png"}
+    assert {p.name for p in paths} >= {
+        "metrics.json",
+        "report.md",
+        "report.html",
+        "scores.png",
+        "lengths.png",
+    }
 
 
 class FlakyGenerator:
@@ -96,27 +104,27 @@ class FlakyGenerator:
         return [Generation(f"summary of {len(p)} tokens", 3, True) for p in prompts]
 
 
+SYSTEM = System("finetuned", "model", None)
+
+
 class P:
     def __init__(self, n):
         self.input_ids = list(range(n))
 
 
-def test_interrupted_evaluation_resumes_without_regenerating(tmp_path, monkeypatch):
-    import evaluate
-
-    monkeypatch.setattr(evaluate, "CHUNK", 4)
+def test_interrupted_evaluation_resumes_without_regenerating(tmp_path):
     examples = [Example(f"e{i}", "d", "s") for i in range(10)]
     prompts = [P(i + 1) for i in range(10)]
     partial_file = tmp_path / "finetuned.partial.jsonl"
     first = FlakyGenerator(crash_on_call=2)
     with pytest.raises(KeyboardInterrupt):
-        run_system("finetuned", PartialPredictions(partial_file), first, None, prompts, examples, 8, [2])
+        run_system(SYSTEM, PartialPredictions(partial_file), first, None, prompts, examples, 8, [2], 4)
     assert len(PartialPredictions(tmp_path / "finetuned.partial.jsonl").done) == 4
     # a crash mid-line leaves a broken last line: it is ignored and regenerated
     with (tmp_path / "finetuned.partial.jsonl").open("a") as fh:
         fh.write('{"id": "e4", "te')
     second = FlakyGenerator()
-    stats = run_system("finetuned", PartialPredictions(partial_file), second, None, prompts, examples, 8, [2])
+    stats = run_system(SYSTEM, PartialPredictions(partial_file), second, None, prompts, examples, 8, [2], 4)
     assert second.prompts_seen == 6 and stats["items"] == 6
     done = PartialPredictions(tmp_path / "finetuned.partial.jsonl").done
     assert sorted(done) == sorted(ex.id for ex in examples)

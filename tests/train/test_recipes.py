@@ -1,38 +1,42 @@
 from pathlib import Path
 
 import pytest
-from recipe_config import RECIPES, RecipeError, apply_overrides, resolve, unknown_keys, validate
-from train import adapt_to_cpu, attach_run_paths
 
-RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yml") if not p.stem.startswith("_"))
+from training.checks import check_values, unknown_keys, validate
+from training.hardware import adapt_to_cpu
+from training.recipe import RecipeError, apply_overrides, recipe_names, resolve
+from training.runner import attach_run_paths
 
 
-@pytest.mark.parametrize("name", RECIPE_NAMES)
+@pytest.mark.parametrize("name", recipe_names())
 def test_every_recipe_passes_axolotl_schema_and_unknown_key_check(name):
-    config, project, source = resolve(name)
-    attach_run_paths(config, project, Path("/tmp/run"))
-    assert unknown_keys(config) == []
-    validate(config, source)
+    resolved = resolve(name)
+    check_values(resolved)
+    attach_run_paths(resolved, Path("/tmp/run"))
+    assert unknown_keys(resolved.config) == []
+    validate(resolved)
 
 
 def test_misspelled_top_level_key_is_caught_with_a_suggestion():
-    config, _, source = resolve("smollm2-dialogsum", ["learning_rte=0.1"])
-    assert any("learning_rte (did you mean 'learning_rate'?)" in p for p in unknown_keys(config))
+    resolved = resolve("smollm2-dialogsum", ["learning_rte=0.1"])
+    assert any("learning_rte (did you mean 'learning_rate'?)" in p for p in unknown_keys(resolved.config))
     with pytest.raises(RecipeError, match="learning_rte"):
-        validate(config, source)
+        validate(resolved)
 
 
 def test_misspelled_dataset_key_is_caught():
-    config, _, _ = resolve("smollm2-dialogsum")
+    config = resolve("smollm2-dialogsum").config
     config["datasets"] = [{"path": "x.jsonl", "ds_typ": "json"}]
     assert unknown_keys(config) == ["datasets[0].ds_typ (did you mean 'ds_type'?)"]
 
 
 def test_wrong_type_is_rejected_by_axolotl_schema():
-    config, _, source = resolve("smollm2-dialogsum", ["micro_batch_size=lots"])
-    config["datasets"] = [{"path": "x.jsonl", "ds_type": "json", "type": "datasets_fmt.axolotl_chat"}]
+    resolved = resolve("smollm2-dialogsum", ["micro_batch_size=lots"])
+    resolved.config["datasets"] = [
+        {"path": "x.jsonl", "ds_type": "json", "type": "datasets_fmt.axolotl_chat"}
+    ]
     with pytest.raises(RecipeError, match="micro_batch_size"):
-        validate(config, source)
+        validate(resolved)
 
 
 def test_overrides_are_yaml_typed_and_reach_into_blocks():
@@ -50,7 +54,8 @@ def test_overrides_are_yaml_typed_and_reach_into_blocks():
 
 
 def test_inherit_merges_base_then_recipe():
-    config, project, _ = resolve("smollm2-dialogsum")
+    resolved = resolve("smollm2-dialogsum")
+    config, project = resolved.config, resolved.project
     assert config["adapter"] == "lora" and config["lora_r"] == 16  # from _lora.yml
     assert config["train_on_inputs"] is False  # from _base.yml
     assert config["learning_rate"] == 3.0e-4  # the recipe's own value wins
@@ -80,14 +85,14 @@ def test_cpu_adaptation_turns_off_cuda_only_settings():
 
 
 def test_cpu_adaptation_drops_liger_and_keeps_other_plugins():
-    config, _, _ = resolve(
+    config = resolve(
         "llama3-dialogsum", ["plugins=[axolotl.integrations.liger.LigerPlugin, my.Plugin]"]
-    )
+    ).config
     assert config["liger_fused_linear_cross_entropy"] is True
     changes = adapt_to_cpu(config)
     assert config["plugins"] == ["my.Plugin"] and not [k for k in config if k.startswith("liger_")]
     assert any("LigerPlugin" in c and "GPU" in c for c in changes)
-    config, _, _ = resolve("llama3-dialogsum")
+    config = resolve("llama3-dialogsum").config
     adapt_to_cpu(config)
     assert "plugins" not in config and unknown_keys(config) == []
 
@@ -95,7 +100,7 @@ def test_cpu_adaptation_drops_liger_and_keeps_other_plugins():
 def test_llama3_pad_token_exists_so_the_vocabulary_is_not_resized(llama3_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    config, _, _ = resolve("llama3-dialogsum")
+    config = resolve("llama3-dialogsum").config
     tokenizer = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
     pad = config["special_tokens"]["pad_token"]
     assert len(tokenizer) == 128256  # a new token would grow it, and every adapter would carry the embeddings
@@ -104,8 +109,8 @@ def test_llama3_pad_token_exists_so_the_vocabulary_is_not_resized(llama3_tokeniz
 
 
 def test_plugin_keys_are_known_only_while_the_plugin_is_listed():
-    config, _, _ = resolve("llama3-dialogsum")  # lists Liger and sets its keys
+    config = resolve("llama3-dialogsum").config  # lists Liger and sets its keys
     assert config["plugins"] == ["axolotl.integrations.liger.LigerPlugin"] and config["liger_rope"] is True
     assert unknown_keys(config) == []
-    config, _, _ = resolve("smollm2-dialogsum", ["liger_rms_norm=true"])  # plugin not listed
+    config = resolve("smollm2-dialogsum", ["liger_rms_norm=true"]).config  # plugin not listed
     assert [p.split()[0] for p in unknown_keys(config)] == ["liger_rms_norm"]

@@ -1,9 +1,12 @@
-"""A real Axolotl run on CPU: a tiny random Llama, LoRA, two steps, through scripts/train.py."""
+"""A real Axolotl run on CPU: a tiny random Llama, LoRA, two steps, through the runner scripts/train.py calls."""
 
-import train
 import yaml
+from transformers import AutoTokenizer
 
+from datasets_fmt.prompts import get_format
+from datasets_fmt.sources import load_examples
 from tests.conftest import DEMO_DATA
+from training import runner as train
 
 
 def tiny_args(model, run_dir, *overrides: str, data=DEMO_DATA) -> list[str]:
@@ -46,7 +49,13 @@ def test_check_reports_how_many_dialogues_will_be_truncated(tmp_path, tiny_llama
     run_dir = tmp_path / "run"
     assert train.main([*tiny_args(tiny_llama, run_dir, "sequence_len=128"), "--check"]) == 0
     check = yaml.safe_load((run_dir / "run.yml").read_text())["data_check"]["train"]
-    assert check["truncated_dialogues"] > 0 and check["max_tokens_cut"] > 0
-    # (was a tautology) truncation is counted per record and never drops a record here
-    assert check["truncated_dialogues"] <= check["records"] and check["dropped_summary_too_long"] == 0
+    # counted independently: the records whose whole prompt + summary is over 128 tokens
+    fmt = get_format("chat", AutoTokenizer.from_pretrained(tiny_llama))
+    lengths = [
+        len(fmt.encode_train(ex, 10**6).input_ids)
+        for ex in load_examples("dialogsum", "train", DEMO_DATA).examples
+    ]
+    assert check["records"] == len(lengths) and check["dropped_summary_too_long"] == 0
+    assert check["truncated_dialogues"] == sum(n > 128 for n in lengths) > 0
+    assert check["max_tokens_cut"] == max(lengths) - 128
     assert not (run_dir / "adapter").exists()  # --check trains nothing

@@ -1,13 +1,13 @@
 """Train encoder-decoder models (Flan-T5) from a resolved recipe config.
 
-Axolotl trains decoder-only models only, so ``scripts/train.py`` hands a recipe whose data
-format is ``seq2seq`` to this thin runner instead: transformers' ``Seq2SeqTrainer`` + PEFT
+Axolotl trains decoder-only models only, so a recipe with ``trainer: seq2seq`` is handed
+to this thin runner instead: transformers' ``Seq2SeqTrainer`` + PEFT
 LoRA, reading the same Axolotl-style keys (base_model, lora_*, load_in_8bit, learning_rate,
 micro_batch_size, ...) from the same ``config.yml`` and the same normalized data, with
 prompts from ``datasets_fmt.prompts`` like every other recipe. Resumes from the last
 checkpoint in ``output_dir`` when run again.
 
-    python scripts/seq2seq_trainer.py runs/<recipe>/config.yml
+    python -m training.seq2seq runs/<recipe>/config.yml      (make train starts it)
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""Generation backends behind one small interface, chosen by name (``evaluation.backend``).
+
+A backend takes prompts as token ids built by :mod:`datasets_fmt.prompts`, decodes greedily
+with the given stop ids, and says per item whether generation stopped on its own or hit
+``max_new_tokens``. A new backend is one module here plus one line in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+# name -> "module:class", imported on use (vLLM and torch are heavy, and absent in some envs)
+BACKENDS = {
+    "vllm": "eval.backends.vllm:VLLMBackend",
+    "hf": "eval.backends.hf:HFBackend",
+}
+# How the fine-tuned side is served: the adapter on the base (lora), merged into it (merged),
+# on QLoRA's own 4-bit base (quantized, hf); auto: merged for vLLM on CPU, else lora.
+ADAPTER_MODES = ("auto", "lora", "merged", "quantized")
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    output_tokens: int
+    stopped: bool  # True: ended on a stop token; False: hit max_new_tokens
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What every backend is started with."""
+
+    max_model_len: int
+    seq2seq: bool = False
+    batch_size: int = 16  # requests per generate call where the backend batches itself (hf)
+    max_lora_rank: int | None = None  # serve LoRA adapters per request (vllm), up to this rank
+    deterministic: bool = False  # results independent of which requests share a batch
+    four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
+
+
+class Backend(Protocol):
+    name: ClassVar[str]
+    adapters_per_request: ClassVar[bool]  # one engine serves base and adapter (no reload)
+    serves_seq2seq: ClassVar[bool]
+
+    def __init__(self, model: str, settings: EngineSettings, adapter: str | None = None) -> None: ...
+
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        adapter: str | None = None,
+    ) -> list[Generation]: ...
+
+    def close(self) -> None: ...
+
+
+def get_backend(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}': choose one of {', '.join(BACKENDS)}")
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def stop_token_ids(model_path: str, format_stop_ids: Sequence[int]) -> list[int]:
+    """The model's generation-config EOS ids plus the prompt format's end token."""
+    from transformers import GenerationConfig
+
+    ids = set(format_stop_ids)
+    try:
+        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:
+        eos = None
+    if eos is not None:
+        ids |= set(eos if isinstance(eos, list) else [eos])
+    return sorted(ids)
+
+
+def max_new_tokens_for(reference_lengths: Sequence[int], cap: int = 512) -> int:
+    """Room for the longest reference summary plus 50%, so a complete summary is never cut
+    and a model that rambles is stopped (and counted as not stopping)."""
+    return min(cap, max(16, math.ceil(1.5 * max(reference_lengths))))
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def adapter_rank(adapter: str | Path) -> int:
+    return int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])

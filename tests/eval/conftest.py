@@ -1,0 +1,29 @@
+"""Fixtures of the evaluation-side tests: a finished run as `make train` leaves it."""
+
+import shutil
+
+import pytest
+import yaml
+
+from tests.conftest import DEMO_DATA
+from training.recipe import project_defaults
+
+DATA_DEFAULTS, EVAL_DEFAULTS = project_defaults()["data"], project_defaults()["evaluation"]
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_llama, tiny_adapter):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_adapter, run_dir / "adapter")
+    run = {
+        "recipe": "tiny",
+        "base_model": str(tiny_llama),
+        "adapter": "lora",
+        "overrides": [],
+        "data": {**DATA_DEFAULTS, "location": str(DEMO_DATA)},
+        "evaluation": {**EVAL_DEFAULTS, "limit": 6, "max_new_tokens": 12},
+    }
+    (run_dir / "run.yml").write_text(yaml.safe_dump(run))
+    (run_dir / "config.yml").write_text(yaml.safe_dump({"sequence_len": 512, "lora_r": 8}))
+    (run_dir / "TRAINED").write_text("ok\n")
+    return run_dir

@@ -1,0 +1,73 @@
+"""The command `make train` starts: one process, several GPUs, several machines; and every
+multi-GPU strategy file passes Axolotl's schema with the recipes it is written for."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.checks import validate
+from training.launch import Launch, apply_strategy, build_command, strategy_names
+from training.paths import STRATEGIES
+from training.recipe import RecipeError, resolve
+from training.runner import attach_run_paths
+
+CONFIG = "/runs/x/config.yml"
+
+
+def test_one_process_runs_the_trainer_module_directly():
+    assert build_command(CONFIG, "axolotl") == [sys.executable, "-m", "axolotl.cli.train", CONFIG]
+    assert build_command(CONFIG, "seq2seq") == [sys.executable, "-m", "training.seq2seq", CONFIG]
+
+
+def test_several_gpus_go_through_accelerate_launch():
+    cmd = build_command(CONFIG, "axolotl", Launch(gpus=4))
+    assert cmd == [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4", "--num_machines", "1",
+        "--dynamo_backend", "no", "-m", "axolotl.cli.train", CONFIG,
+    ]  # fmt: skip
+
+
+def test_two_machines_of_eight_gpus():
+    cmd = build_command(
+        CONFIG, "axolotl", Launch(gpus=8, machines=2, machine_rank=1, main_process_ip="10.0.0.1")
+    )
+    assert cmd == [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "16", "--num_machines", "2",
+        "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "--main_process_port", "29500",
+        "--dynamo_backend", "no", "-m", "axolotl.cli.train", CONFIG,
+    ]  # fmt: skip
+    with pytest.raises(RecipeError, match="--main-process-ip"):
+        build_command(CONFIG, "axolotl", Launch(gpus=8, machines=2))
+
+
+def test_an_unknown_strategy_names_the_known_ones():
+    with pytest.raises(RecipeError, match="choose one of ddp, fsdp, zero2, zero3"):
+        apply_strategy({}, "zero4")
+
+
+# strategy -> recipes it is documented for (README: On GPUs)
+DOCUMENTED = {
+    "ddp": [
+        "llama3-dialogsum",
+        "phi2-dialogsum",
+        "llama2-dolly-lora",
+        "llama2-dolly-qlora",
+        "smollm2-dialogsum-full",
+    ],
+    "zero2": ["llama3-dialogsum", "llama2-dolly-lora", "llama2-dolly-full"],
+    "zero3": ["llama2-dolly-full", "llama2-dolly-lora"],
+    "fsdp": ["llama2-dolly-full", "llama2-dolly-lora"],
+}
+
+
+@pytest.mark.parametrize(("strategy", "recipe"), [(s, r) for s, rs in DOCUMENTED.items() for r in rs])
+def test_strategy_files_pass_the_schema_with_their_recipes(strategy, recipe):
+    assert sorted(DOCUMENTED) == strategy_names()
+    resolved = resolve(recipe)
+    resolved.config = apply_strategy(resolved.config, strategy)
+    for key, value in yaml.safe_load((STRATEGIES / f"{strategy}.yml").read_text()).items():
+        assert resolved.config[key] == value  # the strategy's settings are in the run's config
+    attach_run_paths(resolved, Path("/tmp/run"))
+    validate(resolved)

@@ -1,0 +1,1 @@
+"""The training side: recipe resolution and checks, hardware adaptation, launch, merge, benchmarks."""

@@ -1,0 +1,233 @@
+"""Checks that stop a bad recipe in seconds, before any model is downloaded.
+
+Axolotl's schema checks types but silently drops unknown keys and accepts values training
+cannot use (``micro_batch_size: 0``); each check here raises one :class:`RecipeError` line
+naming the recipe file that sets the key (an inherited file included) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable
+
+from training.recipe import RecipeError, Resolved, defining_file
+
+
+def where(resolved: Resolved, key: str) -> str:
+    """The file that sets ``key``, or the override that does."""
+    head = key.split(".")[0]
+    for text in reversed(resolved.overrides):
+        if text.partition("=")[0] in (key, head):
+            return f"{resolved.source} (override {text})"
+    return str(defining_file(resolved.source, head))
+
+
+# -- values Axolotl accepts but training cannot use ------------------------------------------
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(low: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def between(low: float, high: float, *, low_open=False, high_open=True) -> Callable[[object], bool]:
+    def ok(v) -> bool:
+        return _number(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return ok
+
+
+POSITIVE = between(0, math.inf, low_open=True)
+# key: (test, what the value must be). Checked where the key is set (None means "not used").
+RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "micro_batch_size": (whole(1), "a whole number >= 1"),
+    "gradient_accumulation_steps": (whole(1), "a whole number >= 1"),
+    "eval_batch_size": (whole(1), "a whole number >= 1"),
+    "sequence_len": (whole(16), "a whole number of tokens >= 16"),
+    "max_steps": (whole(1), "a whole number >= 1 (or null: train num_epochs)"),
+    "num_epochs": (POSITIVE, "a number > 0"),
+    "learning_rate": (between(0, 1, low_open=True, high_open=False), "a number in (0, 1], e.g. 2e-4"),
+    "warmup_ratio": (between(0, 1), "a share in [0, 1)"),
+    "weight_decay": (between(0, 1, high_open=False), "a number in [0, 1]"),
+    "max_grad_norm": (between(0, math.inf), "a number >= 0 (0: no clipping)"),
+    "lora_r": (whole(1), "a whole number >= 1, e.g. 16"),
+    "lora_alpha": (POSITIVE, "a number > 0, e.g. 2 x lora_r"),
+    "lora_dropout": (between(0, 1), "a probability in [0, 1)"),
+    "val_set_size": (between(0, 1), "a share of the train split in [0, 1)"),
+    "save_steps": (whole(1), "a whole number of steps >= 1"),
+    "eval_steps": (whole(1), "a whole number of steps >= 1"),
+    "logging_steps": (whole(1), "a whole number of steps >= 1"),
+    "save_total_limit": (whole(1), "a whole number >= 1"),
+}
+EVAL_RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "limit": (whole(1), "a whole number of items >= 1 (or null: the whole split)"),
+    "max_new_tokens": (whole(1), "a whole number >= 1 (or null: from the references)"),
+    "batch_size": (whole(1), "a whole number >= 1"),
+}
+
+
+def check_values(resolved: Resolved) -> None:
+    """Sizes, ranks, rates and probabilities inside the ranges training can use."""
+    config, project = resolved.config, resolved.project
+    for key, (ok, what) in RANGES.items():
+        value = config.get(key)
+        if value is not None and not ok(value):
+            raise RecipeError(f"{where(resolved, key)}: {key}: {value!r} cannot be used: it must be {what}")
+    for key, (ok, what) in EVAL_RANGES.items():
+        value = project["evaluation"][key]
+        if value is not None and not ok(value):
+            raise RecipeError(
+                f"{where(resolved, 'evaluation')}: evaluation.{key}: {value!r} cannot be used: it must be {what}"
+            )
+    check_choices(resolved)
+
+
+def _choice(resolved: Resolved, key: str, value, known) -> None:
+    if value not in known:
+        hint = difflib.get_close_matches(str(value), list(known), n=1)
+        raise RecipeError(
+            f"{where(resolved, key)}: {key}: {value!r} is not one of {', '.join(known)}"
+            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        )
+
+
+def check_choices(resolved: Resolved) -> None:
+    """Names that pick a component (corpus, format, trainer, backend, metric) exist."""
+    from datasets_fmt.prompts import FORMATS
+    from datasets_fmt.sources import CORPORA
+    from eval.backends import ADAPTER_MODES, BACKENDS
+    from eval.metrics import METRICS
+    from training.launch import TRAINERS
+
+    data, evaluation = resolved.project["data"], resolved.project["evaluation"]
+    _choice(resolved, "trainer", resolved.project["trainer"], TRAINERS)
+    _choice(resolved, "data.corpus", data["corpus"], CORPORA)
+    _choice(resolved, "data.format", data["format"], FORMATS)
+    _choice(resolved, "evaluation.backend", evaluation["backend"], BACKENDS)
+    _choice(resolved, "evaluation.adapter_mode", evaluation["adapter_mode"], ADAPTER_MODES)
+    metrics = evaluation["metrics"]
+    if not isinstance(metrics, list) or not metrics:
+        raise RecipeError(f"{where(resolved, 'evaluation')}: evaluation.metrics must be a list, e.g. [rouge]")
+    for name in metrics:
+        _choice(resolved, "evaluation.metrics", name, METRICS)
+    seq2seq_format = FORMATS[data["format"]].is_seq2seq
+    if seq2seq_format != (resolved.project["trainer"] == "seq2seq"):
+        raise RecipeError(
+            f"{where(resolved, 'trainer')}: trainer '{resolved.project['trainer']}' with data.format "
+            f"'{data['format']}': encoder-decoder models use trainer: seq2seq with format: seq2seq, "
+            "decoder-only models trainer: axolotl with another format"
+        )
+
+
+# -- keys Axolotl would drop, and its own schema ---------------------------------------------
+def unknown_keys(config: dict) -> list[str]:
+    """Keys Axolotl's schema would silently drop (misspellings), with a suggestion each."""
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+    from axolotl.utils.schemas.datasets import SFTDataset
+
+    if config.get("plugins"):  # plugins (Liger, ...) add their own keys to the schema
+        from axolotl.integrations.config import merge_input_args
+        from axolotl.utils.config import prepare_plugins
+        from axolotl.utils.dict import DictDefault
+
+        try:
+            prepare_plugins(DictDefault(copy.deepcopy(config)))
+        except (ImportError, AttributeError) as err:
+            raise RecipeError(f"plugins: cannot load {config['plugins']}: {err}") from None
+        _, AxolotlInputConfig = merge_input_args()  # noqa: N806 (a class)
+
+    def fields(model) -> set[str]:
+        names = set(model.model_fields)
+        names |= {f.alias for f in model.model_fields.values() if f.alias}
+        return names
+
+    problems = []
+    for scope, keys, known in [("", config.keys(), fields(AxolotlInputConfig))] + [
+        (f"datasets[{i}].", ds.keys(), fields(SFTDataset))
+        for i, ds in enumerate(config.get("datasets") or [])
+        if isinstance(ds, dict)
+    ]:
+        for key in keys:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                problems.append(f"{scope}{key}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    return problems
+
+
+def schema_problem(err: Exception) -> tuple[str | None, str]:
+    """The first key Axolotl's schema complains about, and the complaint on one line."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        key = ".".join(str(p) for p in first.get("loc", ()))
+        return (key or None), f"{key}: {first.get('msg')} (got {first.get('input')!r})"
+    return None, " ".join(str(err).split())
+
+
+def validate(resolved: Resolved) -> None:
+    """Axolotl's own schema plus the unknown-key check it lacks. Loads no model."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    bad = unknown_keys(resolved.config)
+    if bad:
+        raise RecipeError(
+            f"{resolved.source}: unknown key(s) that Axolotl would silently ignore: {'; '.join(bad)}"
+        )
+    try:
+        validate_config(DictDefault(copy.deepcopy(resolved.config)))
+    except Exception as err:  # pydantic ValidationError or Axolotl's own ValueErrors
+        key, problem = schema_problem(err)
+        place = where(resolved, key.split(".")[0]) if key else str(resolved.source)
+        raise RecipeError(f"{place}: Axolotl rejects this config: {problem}") from None
+
+
+# -- checks that need the model's config, not its weights -------------------------------------
+def check_against_model(resolved: Resolved, cuda_bf16: bool | None) -> None:
+    """Fail in the first second instead of after downloading and quantizing a multi-GB model."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    config = resolved.config
+    if not config.get("base_model"):
+        raise RecipeError(
+            f"{where(resolved, 'base_model')}: no base_model: name a hub id or a local model folder"
+        )
+    if config.get("adapter") == "qlora" and not config.get("load_in_4bit"):
+        raise RecipeError(
+            f"{where(resolved, 'adapter')}: adapter: qlora needs load_in_4bit: true (inherit _qlora.yml), or use adapter: lora"
+        )
+    if config.get("bf16") is True and cuda_bf16 is False:
+        raise RecipeError(
+            f"{where(resolved, 'bf16')}: bf16: true, but this GPU has no bf16: set bf16: false and fp16: true (or bf16: auto)"
+        )
+    try:
+        model_config = AutoConfig.from_pretrained(config.get("base_model_config") or config["base_model"])
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise RecipeError(
+            f"{where(resolved, 'base_model')}: cannot read the config of base_model {config['base_model']!r}: {first}"
+        ) from None
+    max_positions = getattr(model_config, "max_position_embeddings", None)
+    if max_positions and config.get("sequence_len", 0) > max_positions:
+        raise RecipeError(
+            f"{where(resolved, 'sequence_len')}: sequence_len {config['sequence_len']} is above the model's maximum {max_positions} positions"
+        )
+    targets = config.get("lora_target_modules")
+    if config.get("adapter") and targets and not config.get("lora_target_linear"):
+        encoder_decoder = getattr(model_config, "is_encoder_decoder", False)
+        auto = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
+        with torch.device("meta"):
+            model = auto.from_config(model_config)
+        linear = {
+            name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)
+        }
+        missing = [t for t in ([targets] if isinstance(targets, str) else targets) if t not in linear]
+        if missing:
+            raise RecipeError(
+                f"{where(resolved, 'lora_target_modules')}: lora_target_modules {missing} do not exist in {config['base_model']} "
+                f"({model_config.model_type}); its linear layers are: {', '.join(sorted(linear))}"
+            )

@@ -1,0 +1,51 @@
+"""Adapt a GPU recipe to the machine it runs on, and record every change."""
+
+from __future__ import annotations
+
+# Axolotl picks fp16 when precision is left out on CPU, and its LoRA kernels and flash
+# attention assert CUDA: a CPU run needs all of these set explicitly.
+CPU_SETTINGS = {
+    "bf16": False,
+    "fp16": False,
+    "tf32": False,
+    "flash_attention": False,
+    "sample_packing": False,
+    "lora_mlp_kernel": False,
+    "lora_qkv_kernel": False,
+    "lora_o_kernel": False,
+    "lora_embedding_kernel": False,
+}
+CPU_OPTIMIZERS = {
+    "paged_adamw_8bit": "adamw_torch",
+    "paged_adamw_32bit": "adamw_torch",
+    "adamw_bnb_8bit": "adamw_torch",
+}
+
+
+def adapt_to_cpu(config: dict) -> list[str]:
+    """Make a GPU recipe runnable on CPU; return what changed, for the run's record."""
+    changes = []
+    for key, value in CPU_SETTINGS.items():
+        if config.get(key, value) != value or key not in config:
+            changes.append(f"{key}: {config.get(key)!r} -> {value!r}")
+        config[key] = value
+    if config.get("optimizer") in CPU_OPTIMIZERS:
+        new = CPU_OPTIMIZERS[config["optimizer"]]
+        changes.append(f"optimizer: {config['optimizer']} -> {new} (paged optimizers need CUDA)")
+        config["optimizer"] = new
+    liger = [p for p in config.get("plugins") or [] if "liger" in p.lower()]
+    if liger:  # Liger's kernels are Triton: GPU only
+        config["plugins"] = [p for p in config["plugins"] if p not in liger]
+        if not config["plugins"]:
+            del config["plugins"]
+        for key in [k for k in config if k.startswith("liger_")]:
+            del config[key]
+        changes.append(f"plugins: {liger} off (Triton kernels need a GPU)")
+    if config.get("adapter") == "qlora" and (config.get("val_set_size") or config.get("test_datasets")):
+        # On CPU an evaluation pass repacks bitsandbytes' 4-bit weights and the gradients
+        # that follow come out wrong: QLoRA on CPU trains without evaluation.
+        config["val_set_size"] = 0
+        for key in ("test_datasets", "eval_steps", "load_best_model_at_end", "metric_for_best_model"):
+            config.pop(key, None)
+        changes.append("evaluation during training off (CPU QLoRA: eval corrupts 4-bit gradients)")
+    return changes

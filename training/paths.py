@@ -1,0 +1,21 @@
+"""Where the project keeps things: the one home of every path default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "recipes"
+STRATEGIES = RECIPES / "distributed"
+RUNS = REPO / "runs"
+CACHE = REPO / ".cache"
+
+
+def models_dir() -> Path:
+    """Offline models built by `make model`; ``MODELS_DIR`` points elsewhere."""
+    return Path(os.environ.get("MODELS_DIR") or CACHE / "models")
+
+
+def default_run_dir(recipe: str) -> Path:
+    return RUNS / recipe

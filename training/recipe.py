@@ -1,0 +1,233 @@
+"""Resolve a recipe into the exact Axolotl config a run uses, plus the project's own blocks.
+
+A recipe is an Axolotl YAML file with a few keys this project owns:
+
+- ``inherit:`` a recipe file, or a list of them merged in order (relative to this one),
+  whose keys this one overrides;
+- ``trainer:`` which engine trains it (``axolotl``, or ``seq2seq`` for encoder-decoders);
+- ``data:`` which corpus, splits and prompt format to use (``datasets_fmt``);
+- ``evaluation:`` how ``make eval`` generates and scores.
+
+Their defaults live in ``recipes/_base.yml`` and nowhere else. ``key=value`` overrides
+(dotted keys reach into blocks: ``data.corpus=samsum``) are applied last; values are parsed
+as YAML (``max_steps=10`` is an int). ``${VAR}`` and ``${VAR:-default}`` in strings are
+expanded from the environment (``MODELS_DIR`` defaults to the project's model folder).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.paths import RECIPES, REPO, models_dir
+
+BASE_RECIPE = RECIPES / "_base.yml"
+PROJECT_BLOCKS = ("data", "evaluation")
+PROJECT_KEYS = ("trainer", *PROJECT_BLOCKS)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run: says which file and key, and how to fix it."""
+
+
+@dataclass
+class Resolved:
+    """A resolved recipe: Axolotl's config, the project's settings, and where it came from."""
+
+    config: dict
+    project: dict
+    source: Path
+    overrides: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.source.stem
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yml") if not p.stem.startswith("_"))
+
+
+def recipe_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yml", ".yaml") and path.exists():
+        return path.resolve()
+    candidate = RECIPES / f"{name_or_path}.yml"
+    if candidate.exists():
+        return candidate
+    known = recipe_names()
+    hint = difflib.get_close_matches(name_or_path, known, n=1)
+    raise RecipeError(
+        f"no recipe '{name_or_path}'"
+        + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        + f": recipes are {', '.join(known)}"
+    )
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """One recipe file as a mapping; a YAML error names the file, line and column."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RecipeError(f"{path}{at}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"{path}: a recipe is a YAML mapping of keys to values, not a {type(data).__name__}"
+        )
+    for block in PROJECT_BLOCKS:
+        if block in data and data[block] is not None and not isinstance(data[block], dict):
+            raise RecipeError(
+                f"{path}: '{block}:' must be a block of key: value lines, not a {type(data[block]).__name__}"
+            )
+    return data
+
+
+def load_recipe(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
+    if path in _chain:
+        raise RecipeError(f"{path}: 'inherit' loops back to itself via {' -> '.join(map(str, _chain))}")
+    if not path.exists():
+        raise RecipeError(f"{_chain[-1] if _chain else path}: inherits {path}, which does not exist")
+    data = read_yaml_mapping(path)
+    parents = data.pop("inherit", None) or []
+    merged: dict = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        merged = deep_merge(merged, load_recipe((path.parent / parent).resolve(), (*_chain, path)))
+    return deep_merge(merged, data)
+
+
+@cache
+def project_defaults() -> dict:
+    """The ``trainer``/``data``/``evaluation`` defaults, read from ``recipes/_base.yml``."""
+    base = read_yaml_mapping(BASE_RECIPE)
+    return {key: base[key] for key in PROJECT_KEYS}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"override '{text}' is not KEY=VALUE (e.g. max_steps=100)")
+    try:
+        return key.split("."), yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        raise RecipeError(f"override '{text}': the value is not valid YAML (quote it)") from None
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    config = copy.deepcopy(config)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = config
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override '{text}': '{key}' is not a block")
+        node[keys[-1]] = value
+    return config
+
+
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match) -> str:
+            if m.group(1) in os.environ:
+                return os.environ[m.group(1)]
+            if m.group(1) == "MODELS_DIR":
+                return str(models_dir())
+            if m.group(2) is not None:
+                return m.group(2)
+            raise RecipeError(
+                f"'{value}' uses ${{{m.group(1)}}}, which is not set: export it or give a default"
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def repo_path(value: str) -> str:
+    """Relative local paths in recipes are relative to the repo root; hub ids stay as they are."""
+    path = Path(value)
+    if path.is_absolute():
+        return value
+    local = REPO / path
+    return str(local) if value.startswith((".", "/")) or local.exists() else value
+
+
+def split_project(config: dict, source: Path) -> dict:
+    """Take the project's keys out of ``config``, defaults filled in, unknown keys refused."""
+    defaults = project_defaults()
+    project: dict = {"trainer": config.pop("trainer", None) or defaults["trainer"]}
+    for block in PROJECT_BLOCKS:
+        given = config.pop(block, None) or {}
+        if not isinstance(given, dict):
+            raise RecipeError(f"{source}: '{block}' must be a block of key: value lines")
+        unknown = sorted(set(given) - set(defaults[block]))
+        if unknown:
+            hints = [difflib.get_close_matches(k, defaults[block], n=1) for k in unknown]
+            named = ", ".join(
+                k + (f" (did you mean '{h[0]}'?)" if h else "") for k, h in zip(unknown, hints, strict=True)
+            )
+            raise RecipeError(
+                f"{source}: unknown key(s) in '{block}': {named}; known: {', '.join(defaults[block])}"
+            )
+        project[block] = {**defaults[block], **given}
+    return project
+
+
+def resolve(name_or_path: str, overrides: list[str] = ()) -> Resolved:
+    """The recipe with its parents merged, overrides applied and the project's keys split off."""
+    path = recipe_path(name_or_path)
+    config = expand_env(apply_overrides(load_recipe(path), list(overrides)))
+    project = split_project(config, path)
+    for key in ("base_model", "base_model_config", "tokenizer_config"):
+        if isinstance(config.get(key), str):
+            config[key] = repo_path(config[key])
+    location = project["data"]["location"]
+    if location not in (None, "", "hub"):
+        project["data"]["location"] = str(Path(repo_path(str(location))).resolve())
+    return Resolved(config, project, path, list(overrides))
+
+
+def defining_file(source: Path, key: str) -> Path:
+    """The file of ``source``'s inherit chain that sets top-level ``key`` last (for errors)."""
+    found = source
+    for path in inherit_chain(source):
+        if key in read_yaml_mapping(path):
+            found = path
+    return found
+
+
+def inherit_chain(path: Path) -> list[Path]:
+    """``path``'s parents in merge order, then ``path`` itself."""
+    parents = read_yaml_mapping(path).get("inherit") or []
+    chain: list[Path] = []
+    for parent in [parents] if isinstance(parents, str) else parents:
+        chain += [p for p in inherit_chain((path.parent / parent).resolve()) if p not in chain]
+    return [*chain, path]

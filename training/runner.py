@@ -1,0 +1,249 @@
+"""Train a recipe: resolve it, check recipe and data, then hand it to its trainer.
+
+Everything a run used lands in its run directory (``runs/<recipe>/`` by default):
+``config.yml`` (the exact trainer config), ``run.yml`` (data and evaluation settings,
+hardware adjustments, what the data check found), ``data/`` (the validated, normalized
+records), ``adapter/`` (checkpoints and the final adapter). Running the same command again
+resumes from the last checkpoint; a finished run is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets_fmt import atomic
+from datasets_fmt.records import DataError
+from training.checks import check_against_model, check_values, validate
+from training.hardware import adapt_to_cpu
+from training.launch import Launch, apply_strategy, build_command
+from training.paths import REPO, default_run_dir
+from training.recipe import RecipeError, Resolved, resolve
+
+log = logging.getLogger("train")
+FINISHED = "TRAINED"  # marker file of a finished run
+
+
+@dataclass
+class TrainRequest:
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+    data_dir: str | None = None
+    run_dir: Path | None = None
+    launch: Launch = Launch()
+    strategy: str | None = None
+    check_only: bool = False
+    overwrite: bool = False
+
+
+def prepare_data(resolved: Resolved, run_dir: Path) -> dict:
+    """Validate and normalize the data splits into the run directory; report truncation."""
+    from transformers import AutoTokenizer
+
+    from datasets_fmt.prompts import fit_report, get_format
+    from datasets_fmt.sources import load_examples
+
+    config, data = resolved.config, resolved.project["data"]
+    tokenizer = AutoTokenizer.from_pretrained(config.get("tokenizer_config") or config["base_model"])
+    if config.get("chat_template") and not getattr(tokenizer, "chat_template", None):
+        raise RecipeError(
+            f"format '{data['format']}' with chat_template '{config['chat_template']}': "
+            "give the tokenizer its template (tokenizer_config) or pick format 'plain'"
+        )
+    fmt = get_format(data["format"], tokenizer, data["instruction"])
+    report = {}
+    for role, split in (("train", data["train_split"]), ("validation", data["validation_split"])):
+        if not split:
+            continue
+        loaded = load_examples(data["corpus"], split, data["location"])
+        fit = fit_report(fmt, loaded.examples, config["sequence_len"])
+        if len(loaded.examples) == fit.too_long:
+            raise DataError(
+                loaded.source,
+                None,
+                None,
+                f"every record is longer than sequence_len={config['sequence_len']}",
+            )
+        atomic.write_jsonl(run_dir / "data" / f"{role}.jsonl", (ex.to_json() for ex in loaded.examples))
+        report[role] = {
+            "source": loaded.source,
+            "records": len(loaded.examples),
+            "skipped": dict(loaded.skipped),
+            "truncated_dialogues": fit.truncated,
+            "max_tokens_cut": fit.max_tokens_cut,
+            "dropped_summary_too_long": fit.too_long,
+        }
+        log.info(
+            "%s: %d records (%s); %d dialogue(s) truncated to fit sequence_len=%d (at most %d tokens cut); %d dropped (summary too long)",
+            role,
+            len(loaded.examples),
+            loaded.source,
+            fit.truncated,
+            config["sequence_len"],
+            fit.max_tokens_cut,
+            fit.too_long,
+        )
+    return report
+
+
+def attach_run_paths(resolved: Resolved, run_dir: Path) -> None:
+    """Point the trainer at the run's normalized data, through this project's prompt strategy."""
+    config, data = resolved.config, resolved.project["data"]
+    strategy = f"datasets_fmt.axolotl_{data['format']}"
+    config["datasets"] = [
+        {"path": str(run_dir / "data" / "train.jsonl"), "ds_type": "json", "type": strategy}
+    ]
+    if data["validation_split"]:
+        validation = str(run_dir / "data" / "validation.jsonl")
+        config["test_datasets"] = [
+            {"path": validation, "ds_type": "json", "split": "train", "type": strategy}
+        ]
+    config["output_dir"] = str(run_dir / "adapter")
+    config["dataset_prepared_path"] = str(run_dir / "prepared")
+
+
+def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
+    """The run directory; a finished run is never overwritten by accident."""
+    run_dir = (request.run_dir or default_run_dir(resolved.name)).resolve()
+    finished = (run_dir / FINISHED).exists()
+    if request.check_only:
+        return run_dir / "check" if finished else run_dir  # never touch a finished run's record
+    if finished and not request.overwrite:
+        raise RecipeError(
+            f"{run_dir} already holds a finished run: pass --overwrite (make ... OVERWRITE=1) or another --run-dir"
+        )
+    if request.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
+    """Resolve and validate recipe and data; write config.yml and run.yml. Loads no model."""
+    import torch
+
+    overrides = [*request.overrides, *([f"data.location={request.data_dir}"] if request.data_dir else [])]
+    resolved = resolve(request.recipe, overrides)
+    check_values(resolved)
+    run_dir = choose_run_dir(request, resolved)
+    strategy = request.strategy or ("ddp" if request.launch.processes > 1 else None)
+    resolved.config = apply_strategy(resolved.config, strategy)
+    attach_run_paths(resolved, run_dir)
+    cuda = torch.cuda.is_available()
+    changes = [] if cuda else adapt_to_cpu(resolved.config)
+    for change in changes:
+        log.info("no GPU: %s", change)
+    check_against_model(resolved, torch.cuda.is_bf16_supported() if cuda else None)
+    if resolved.project["trainer"] == "axolotl":
+        validate(resolved)
+    data_report = prepare_data(resolved, run_dir)
+    config_file = atomic.write_yaml(run_dir / "config.yml", resolved.config)
+    run_info = {
+        "recipe": resolved.name,
+        "recipe_file": str(resolved.source),
+        "overrides": list(request.overrides),
+        "base_model": resolved.config["base_model"],
+        "adapter": resolved.config.get("adapter"),
+        **resolved.project,
+        "hardware": "cuda" if cuda else "cpu",
+        "strategy": strategy,
+        "cpu_adjustments": changes,
+        "data_check": data_report,
+    }
+    atomic.write_yaml(run_dir / "run.yml", run_info)
+    log.info("recipe and data checks passed: %s", config_file)
+    return resolved, run_dir, run_info
+
+
+def train(request: TrainRequest) -> int:
+    """Check, then run the trainer in its own process; 0 when the adapter is written."""
+    try:
+        resolved, run_dir, run_info = check(request)
+    except (RecipeError, DataError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    if request.check_only:
+        print(
+            f"ok: {resolved.source.name} resolves to {run_dir / 'config.yml'}; recipe and data checks passed"
+        )
+        return 0
+    cmd = build_command(str(run_dir / "config.yml"), resolved.project["trainer"], request.launch)
+    env = {
+        **os.environ,
+        "AXOLOTL_DO_NOT_TRACK": "1",
+        # the trainer process imports the prompt strategies (datasets_fmt) from this repo
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
+    }
+    log.info("running: %s", " ".join(cmd))
+    started = time.time()
+    result = subprocess.run(cmd, env=env, cwd=run_dir)
+    if result.returncode != 0:
+        log.error(
+            "training failed (exit %d); run the same command again to resume from the last checkpoint",
+            result.returncode,
+        )
+        return result.returncode
+    run_info["train_seconds"] = round(time.time() - started, 1)
+    atomic.write_yaml(run_dir / "run.yml", run_info)
+    atomic.write_text(run_dir / FINISHED, f"finished in {run_info['train_seconds']} s\n")
+    print(f"adapter: {run_dir / 'adapter'} ({run_info['train_seconds']} s)")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> TrainRequest:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description="Train a recipe.")
+    parser.add_argument("recipe", help="recipe name (recipes/<name>.yml) or path")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. max_steps=10 data.corpus=samsum"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=env("DATA_DIR") or None,
+        help="local data folder or file (default: the recipe's, else the HF hub)",
+    )
+    parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/<recipe>")
+    parser.add_argument("--gpus", type=int, default=int(env("GPUS") or 1), help="GPUs on this machine")
+    parser.add_argument(
+        "--strategy",
+        default=env("STRATEGY") or None,
+        help="ddp | fsdp | zero2 | zero3 (recipes/distributed/; default with several GPUs: ddp)",
+    )
+    parser.add_argument("--machines", type=int, default=int(env("MACHINES") or 1))
+    parser.add_argument("--machine-rank", type=int, default=int(env("MACHINE_RANK") or 0))
+    parser.add_argument("--main-process-ip", default=env("MAIN_IP") or None)
+    parser.add_argument("--main-process-port", type=int, default=int(env("MAIN_PORT") or 29500))
+    parser.add_argument(
+        "--check", action="store_true", help="resolve and validate recipe and data, then stop"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start over even if the run directory holds a finished run"
+    )
+    args = parser.parse_args(argv)
+    launch = Launch(args.gpus, args.machines, args.machine_rank, args.main_process_ip, args.main_process_port)
+    return TrainRequest(
+        args.recipe,
+        args.overrides,
+        args.data_dir,
+        args.run_dir,
+        launch,
+        args.strategy,
+        args.check,
+        args.overwrite,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    return train(parse_args(argv))
+
+
+if __name__ == "__main__":  # python -m training.runner (benchmarks start runs this way)
+    sys.exit(main())
