@@ -63,7 +63,7 @@ merge: env-train
 	$(TRAIN_PY) scripts/merge.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 compare: env-eval
-	$(EVAL_PY) scripts/compare.py $(or $(RUNS),runs/*)
+	$(EVAL_PY) scripts/compare.py $(if $(filter 1 yes true,$(TEXTS)),--texts) $(or $(RUNS),runs/*)
 
 lint: env-train
 	.venv/train/bin/ruff check . && .venv/train/bin/ruff format --check .
@@ -77,7 +77,7 @@ bench-tokenize: env-train model
 bench-eval: env-eval model
 	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
 
-# GPU: the notes' plain QLoRA loop vs the llama3-dialogsum recipe, same data, one run. The
+# GPU: a plain QLoRA loop vs the llama3-dialogsum recipe, same data, one run. The
 # default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
 BENCH_MODEL ?= .cache/models/llama3-8b-random
 bench-train: env-train model

@@ -2,9 +2,9 @@
 
     python scripts/bench_eval.py --data-dir DIR [--limit 500] [--model DIR]     (make bench-eval)
 
-Greedy, same prompts (datasets_fmt.prompts), same max_new_tokens, same stop tokens. Prints
-prompts/s and output tokens/s per backend (engine/model start excluded, reported apart)
-and the vLLM/HF ratio.
+Greedy, same prompts (datasets_fmt.prompts), same dtype (bf16 unless --dtype), same
+max_new_tokens, same stop tokens. Prints prompts/s and output tokens/s per backend
+(engine/model start excluded, reported apart) and the vLLM/HF ratio of each.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--hf-batch-size", type=int, default=16)
     parser.add_argument("--backends", default="vllm,hf")
+    parser.add_argument("--dtype", default="bfloat16", help="the same for every backend")
     args = parser.parse_args()
 
     fmt = get_format("chat", AutoTokenizer.from_pretrained(args.model))
@@ -53,13 +54,13 @@ def main() -> None:
     max_len = 2048
     prompts = [fmt.encode_prompt(ex, max_len - args.max_new_tokens).input_ids for ex in examples]
     stop = stop_token_ids(args.model, fmt.stop_token_ids)
-    settings = EngineSettings(max_model_len=max_len, batch_size=args.hf_batch_size)
+    settings = EngineSettings(max_model_len=max_len, batch_size=args.hf_batch_size, dtype=args.dtype)
     results = {
         name: timed(name, args.model, settings, prompts, args.max_new_tokens, stop)
         for name in args.backends.split(",")
     }
     print(
-        f"\n{len(prompts)} DialogSum test prompts, {args.model}, greedy, max_new_tokens={args.max_new_tokens}, {hardware()}"
+        f"\n{len(prompts)} DialogSum test prompts, {args.model}, {args.dtype}, greedy, max_new_tokens={args.max_new_tokens}, {hardware()}"
     )
     print("| backend | start s | generate s | prompts/s | output tokens/s | stopped |")
     print("|---|---|---|---|---|---|")
@@ -68,6 +69,8 @@ def main() -> None:
             f"| {name} | {r['start_s']:.1f} | {r['gen_s']:.1f} | {r['prompts_per_s']:.2f} | {r['tokens_per_s']:.1f} | {r['stopped']:.0%} |"
         )
     if {"vllm", "hf"} <= set(results):
+        vllm, hf = results["vllm"], results["hf"]
         print(
-            f"vLLM / HF: {results['vllm']['prompts_per_s'] / results['hf']['prompts_per_s']:.2f}x prompts/s"
+            f"vLLM / HF: {vllm['prompts_per_s'] / hf['prompts_per_s']:.2f}x prompts/s, "
+            f"{vllm['tokens_per_s'] / hf['tokens_per_s']:.2f}x output tokens/s"
         )

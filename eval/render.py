@@ -77,7 +77,7 @@ def _md_block(block: Block) -> str:
         return f"![{block.name}]({block.name}.png)"
     if isinstance(block, Code):
         return f"```\n{block.text}\n```"
-    outputs = "\n".join(f"- {label}: {text}" for label, text in block.outputs)
+    outputs = _md_block(Table(["", "text"], [[label, text] for label, text in block.outputs]))
     return f"**{block.title}**\n\n```\n{block.source}\n```\n\n{outputs}"
 
 

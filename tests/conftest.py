@@ -1,5 +1,6 @@
 """Shared fixtures. Tests never touch the network: models come from `make model` (the
-registry packages), tiny random models are built here, data from data/demo or ../shared."""
+registry packages), tiny random models are built here, data from data/demo or the folder
+SHARED_DATA_DIR names (by default the shared data folder beside the checkout)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parent.parent
-MODELS = Path(os.environ.get("MODELS_DIR", REPO / ".cache" / "models"))
+from training.paths import REPO, models_dir  # noqa: E402 (after the offline switches above)
+
+MODELS = models_dir()
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
 DEMO_DATA = REPO / "data" / "demo"
 
@@ -59,6 +61,22 @@ def _tiny_model(tmp_path_factory, name: str, tokenizer, model_cls, config) -> Pa
     return out
 
 
+def tiny_llama_config(tokenizer, **extra):
+    """2 layers, hidden 128, head_dim 64 (vLLM's CPU attention does not support 16)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        **extra,
+    )
+
+
 def _special_ids(tokenizer) -> dict:
     return {
         "bos_token_id": tokenizer.bos_token_id,
@@ -71,20 +89,10 @@ def _special_ids(tokenizer) -> dict:
 def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
     """A 2-layer random Llama with SmolLM2's real tokenizer (head_dim 64: vLLM's CPU
     attention does not support 16)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        **_special_ids(tokenizer),
-    )
+    config = tiny_llama_config(tokenizer, tie_word_embeddings=True, **_special_ids(tokenizer))
     return _tiny_model(tmp_path_factory, "tiny-llama", tokenizer, LlamaForCausalLM, config)
 
 
@@ -176,17 +184,11 @@ def token_forcing_model(tmp_path_factory, tokenizer_dir: Path, token_id: int, eo
     the last MLP's bias pushes one hidden dimension far up, and only ``token_id``'s output
     row reads it. ``eos_ids`` is what its generation config names as end-of-sequence."""
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
+    config = tiny_llama_config(
+        tokenizer,
         mlp_bias=True,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,

@@ -1,11 +1,11 @@
-"""Training-throughput benchmark: the user's plain QLoRA loop against the llama3-dialogsum recipe.
+"""Training-throughput benchmark: a plain QLoRA training loop against the llama3-dialogsum recipe.
 
-Why: the recipe claims to train much faster than the user's notes (000/001) without changing
-what is learned. This measures both on the same GPU, in one run, with the same tokenizer,
+Why: the recipe claims to train much faster than the plain transformers + PEFT +
+bitsandbytes loop such a fine-tune usually starts from, without changing what is learned. This measures both on the same GPU, in one run, with the same tokenizer,
 prompt format (``datasets_fmt``) and data, and reports real (non-pad) tokens/s, padding
 share, step time, peak GPU memory and the share of the bf16 matmul ceiling.
 
-- ``baseline``: plain transformers + PEFT + bitsandbytes, as in the notes: 4-bit NF4
+- ``baseline``: plain transformers + PEFT + bitsandbytes: 4-bit NF4
   (double quant, bf16 compute), ``prepare_model_for_kbit_training``, LoRA r8/alpha32 on
   q,k,v,o, gradient checkpointing, 4 random dialogues per step padded to the longest,
   paged AdamW 8-bit, lr 2e-4. A hand-written loop, timed per optimizer step.
@@ -102,7 +102,7 @@ def plugins_override() -> str:
     return f"plugins=[{','.join(plugins)}]"
 
 
-# -- baseline: the notes' plain loop -------------------------------------------------------
+# -- baseline: the plain loop --------------------------------------------------------------
 def run_baseline(model_dir: Path, data_dir: Path, steps: int, warmup: int, batch: int, seed: int) -> dict:
     import bitsandbytes as bnb
     import torch
@@ -149,7 +149,7 @@ def run_baseline(model_dir: Path, data_dir: Path, steps: int, warmup: int, batch
         ids = torch.full((batch, width), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((batch, width), -100, dtype=torch.long)
         mask = torch.zeros((batch, width), dtype=torch.long)
-        for row, e in enumerate(encs):  # right padding, as the notes' collator does
+        for row, e in enumerate(encs):  # right padding, as a plain collator does
             n = len(e.input_ids)
             ids[row, :n] = torch.tensor(e.input_ids)
             labels[row, :n] = torch.tensor(e.labels)

@@ -45,6 +45,7 @@ class EngineSettings:
     max_lora_rank: int | None = None  # serve LoRA adapters per request (vllm), up to this rank
     deterministic: bool = False  # results independent of which requests share a batch
     four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
+    dtype: str | None = None  # None: bf16 where supported (vLLM; hf on a GPU), else fp32 (hf on a CPU)
 
 
 class Backend(Protocol):

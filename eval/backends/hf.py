@@ -22,6 +22,8 @@ class HFBackend:
 
         cuda = has_cuda()
         dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+        if settings.dtype:
+            dtype = getattr(torch, settings.dtype)
         cls = AutoModelForSeq2SeqLM if settings.seq2seq else AutoModelForCausalLM
         kwargs: dict = {"dtype": dtype}
         if settings.four_bit_from:

@@ -47,6 +47,8 @@ class VLLMBackend:
             # of start-up and gains little for a short evaluation).
             kwargs.update(dtype="bfloat16", gpu_memory_utilization=0.2, enforce_eager=True)
             use_all_cores_on_small_cpus()
+        if settings.dtype:
+            kwargs["dtype"] = settings.dtype
         self.llm = LLM(**kwargs)
 
     def generate(
