@@ -22,7 +22,7 @@ NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic)
 
-.PHONY: demo test train eval serve summarize merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+.PHONY: demo test train eval serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
@@ -58,6 +58,9 @@ serve: env-eval
 
 summarize: env-eval
 	$(EVAL_PY) scripts/summarize.py $(RECIPE) $(or $(FILE),$(error set FILE to a JSON-lines file of records with a dialogue field)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --url http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000) $(if $(OUT),--out $(OUT))
+
+publish: env-eval
+	$(EVAL_PY) scripts/publish.py $(or $(EVAL_DIR),$(or $(RUN_DIR),runs/$(RECIPE))/eval) results/predictions/$(or $(NAME),$(RECIPE)).jsonl
 
 merge: env-train
 	$(TRAIN_PY) scripts/merge.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))

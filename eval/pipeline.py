@@ -40,6 +40,7 @@ from eval.predictions import PartialPredictions
 from eval.report import write_report
 from training.merge import merge_adapter, quantized_from
 from training.paths import default_run_dir
+from training.recipe import project_defaults
 
 log = logging.getLogger("evaluate")
 SYSTEMS = ("base", "finetuned")
@@ -134,7 +135,9 @@ class Evaluation:
             "backend": self.request.backend,
             "adapter_mode": self.request.adapter_mode,
         }
-        return {**self.run["evaluation"], **{k: v for k, v in given.items() if v is not None}}
+        # defaults first: a run recorded before a setting existed still evaluates
+        defaults = project_defaults()["evaluation"]
+        return {**defaults, **self.run["evaluation"], **{k: v for k, v in given.items() if v is not None}}
 
     def setup(self) -> None:
         from transformers import AutoConfig, AutoTokenizer
@@ -161,10 +164,13 @@ class Evaluation:
             log.info("%s cannot serve an encoder-decoder: using the hf backend", self.backend_name)
             self.backend_name = "hf"
         self.backend_cls = get_backend(self.backend_name)
-        # CPU vLLM serves a merged model ~10x faster than base + LoRA; elsewhere keep them apart
-        auto = "merged" if self.backend_name == "vllm" and not has_cuda() else "lora"
+        # QLoRA: merged into the NF4-dequantized base, what training computed (an adapter on
+        # the original base scored lower, results page). LoRA: vLLM on CPU serves a merged
+        # model ~10x faster than base + LoRA; elsewhere the adapter stays apart.
+        qlora = self.run.get("adapter") == "qlora"
+        auto = "merged" if qlora or (self.backend_name == "vllm" and not has_cuda()) else "lora"
         self.mode = s["adapter_mode"] if s["adapter_mode"] != "auto" else auto
-        self.engine = EngineSettings(
+        self.engine_settings = EngineSettings(
             max_model_len=self.max_model_len,
             seq2seq=self.fmt.is_seq2seq,
             batch_size=s["batch_size"],
@@ -246,7 +252,7 @@ class Evaluation:
                 if engine is not None:
                     engine.close()
                 four_bit = quantized_from(self.run) if system.quantized else None
-                settings = replace(self.engine, four_bit_from=four_bit)
+                settings = replace(self.engine_settings, four_bit_from=four_bit)
                 engine = self.backend_cls(system.model, settings, adapter=key[1])
                 engine_key = key
             started_in[system.name] = round(time.time() - started, 1)

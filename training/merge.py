@@ -86,12 +86,17 @@ def max_diff(a, b) -> float:
     return float((a - b).abs().max())
 
 
-def trained_logits(base_model: str, adapter: Path, seq2seq: bool, probe, quantized_from: str):
-    """What QLoRA training computed: the bitsandbytes 4-bit base with the adapter on top."""
+def trained_logits(base_model: str, adapter: Path, seq2seq: bool, probe, quantized_from: str) -> tuple:
+    """What QLoRA training computed: the bitsandbytes 4-bit base with the adapter on top; and
+    the 4-bit base alone, to tell the 4-bit kernel's own arithmetic from a merge error."""
     from peft import PeftModel
 
-    base = load_base(base_model, seq2seq, four_bit_from=quantized_from)
-    return probe_logits(PeftModel.from_pretrained(base, str(adapter)), probe)
+    model = PeftModel.from_pretrained(
+        load_base(base_model, seq2seq, four_bit_from=quantized_from), str(adapter)
+    )
+    with model.disable_adapter():
+        base_alone = probe_logits(model, probe)
+    return probe_logits(model, probe), base_alone
 
 
 def merge_adapter(
@@ -110,6 +115,8 @@ def merge_adapter(
     if seq2seq:  # score the same probe as decoder input
         probe["decoder_input_ids"] = probe["input_ids"]
     expected = probe_logits(model, probe)
+    with model.disable_adapter():
+        dequantized_base = probe_logits(model, probe)
     merged = model.merge_and_unload()
     check = {
         "max_abs_logit_diff": max_diff(expected, probe_logits(merged, probe)),
@@ -120,11 +127,14 @@ def merge_adapter(
         raise RuntimeError(
             f"merged model differs from base + adapter by {check['max_abs_logit_diff']:.2e} > {TOLERANCE}: not saved"
         )
-    trained = trained_logits(base_model, adapter, seq2seq, probe, quantized_from) if qlora else None
-    if trained is not None:
+    trained = None
+    if qlora:
+        trained, four_bit_base = trained_logits(base_model, adapter, seq2seq, probe, quantized_from)
         check.update(
             quantized_from=quantized_from,
             vs_4bit_base_plus_adapter=max_diff(probe_logits(merged, probe), trained),
+            # the same weights through bitsandbytes' 4-bit kernel: how close "equal" can get
+            kernel_4bit_vs_dequantized_base=max_diff(four_bit_base, dequantized_base),
         )
     tmp = out.with_name(out.name + ".partial")
     merged.save_pretrained(tmp)

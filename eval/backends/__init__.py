@@ -21,7 +21,8 @@ BACKENDS = {
     "hf": "eval.backends.hf:HFBackend",
 }
 # How the fine-tuned side is served: the adapter on the base (lora), merged into it (merged),
-# on QLoRA's own 4-bit base (quantized, hf); auto: merged for vLLM on CPU, else lora.
+# on QLoRA's own 4-bit base (quantized, hf); auto: merged for QLoRA runs and for vLLM on a
+# CPU, else lora.
 ADAPTER_MODES = ("auto", "lora", "merged", "quantized")
 
 

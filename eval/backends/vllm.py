@@ -42,7 +42,11 @@ class VLLMBackend:
         if settings.deterministic:
             # one sequence per step: greedy text no longer depends on which requests share a batch
             kwargs.update(max_num_seqs=1)
-        if not has_cuda():
+        if has_cuda():
+            # The evaluator has touched CUDA in this process already (device queries): a forked
+            # engine process could not use it ("Cannot re-initialize CUDA in forked subprocess").
+            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        else:
             # On CPU: a share of RAM for the KV cache, and no graph capture (it costs a minute
             # of start-up and gains little for a short evaluation).
             kwargs.update(dtype="bfloat16", gpu_memory_utilization=0.2, enforce_eager=True)

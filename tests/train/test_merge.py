@@ -45,9 +45,10 @@ def test_qlora_merge_matches_the_4bit_model_training_saw(tmp_path, tiny_llama, t
     )
     assert check["nf4_round_trip_layers"] == 2 * 7  # q,k,v,o,gate,up,down x 2 layers
     # Merged into the dequantized base: the weights equal what bitsandbytes dequantizes, and
-    # the logits differ from its 4-bit forward pass only by that kernel's own arithmetic
-    # (~5e-3 on CPU here). Stored back in 4-bit, the merged weights drift ~200x further.
-    assert check["vs_4bit_base_plus_adapter"] < 2e-2
+    # the logits differ from its 4-bit forward pass by that kernel's own arithmetic (the base
+    # alone through the kernel differs as much). Stored back in 4-bit, they drift far further.
+    kernel = check["kernel_4bit_vs_dequantized_base"]
+    assert 0 < check["vs_4bit_base_plus_adapter"] < 2 * kernel + 1e-4
     assert check["4bit_merge_vs_4bit_base_plus_adapter"] > 20 * check["vs_4bit_base_plus_adapter"]
 
 
