@@ -1,6 +1,6 @@
 """Write an evaluation's ids and generated texts, without the dataset's text (make publish).
 
-    python scripts/publish.py runs/<recipe>/eval results/predictions/<name>.jsonl
+python scripts/publish.py runs/<recipe>/eval results/predictions/<name>.jsonl
 """
 
 import sys
