@@ -219,7 +219,7 @@ def parse_args(argv: list[str] | None) -> TrainRequest:
     parser.add_argument("--machines", type=int, default=int(env("MACHINES") or 1))
     parser.add_argument("--machine-rank", type=int, default=int(env("MACHINE_RANK") or 0))
     parser.add_argument("--main-process-ip", default=env("MAIN_IP") or None)
-    parser.add_argument("--main-process-port", type=int, default=int(env("MAIN_PORT") or 29500))
+    parser.add_argument("--main-process-port", type=int, default=int(env("MAIN_PORT") or Launch.main_process_port))
     parser.add_argument(
         "--check", action="store_true", help="resolve and validate recipe and data, then stop"
     )
