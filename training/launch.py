@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass
 
@@ -36,16 +37,42 @@ def strategy_names() -> list[str]:
     return sorted(p.stem for p in STRATEGIES.glob("*.yml"))
 
 
-def apply_strategy(config: dict, strategy: str | None) -> dict:
-    """Merge ``recipes/distributed/<strategy>.yml`` into the config."""
+# strategy -> (module it needs, the pinned package that provides it)
+STRATEGY_PACKAGES = {"zero2": ("deepspeed", "deepspeed==0.19.8"), "zero3": ("deepspeed", "deepspeed==0.19.8")}
+
+# FSDP shards parameters as DTensors, which bitsandbytes' 8-bit/paged optimizers cannot update
+FSDP_OPTIMIZERS = {
+    "paged_adamw_8bit": "adamw_torch_fused",
+    "paged_adamw_32bit": "adamw_torch_fused",
+    "adamw_bnb_8bit": "adamw_torch_fused",
+}
+
+
+def apply_strategy(config: dict, strategy: str | None) -> tuple[dict, list[str]]:
+    """Merge ``recipes/distributed/<strategy>.yml`` into the config; return it and what the
+    strategy had to change in the recipe, for the run's record."""
     if not strategy:
-        return config
+        return config, []
     path = STRATEGIES / f"{strategy}.yml"
     if not path.exists():
         raise RecipeError(
             f"no multi-GPU strategy '{strategy}': choose one of {', '.join(strategy_names())} (recipes/distributed/)"
         )
-    return deep_merge(config, yaml.safe_load(path.read_text()))
+    module, package = STRATEGY_PACKAGES.get(strategy, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise RecipeError(
+            f"STRATEGY={strategy} needs {module}, which this environment lacks: "
+            f".venv/train/bin/pip install {package} (on the GPU machine that trains)"
+        )
+    config = deep_merge(config, yaml.safe_load(path.read_text()))
+    changes = []
+    if config.get("fsdp_version") and config.get("optimizer") in FSDP_OPTIMIZERS:
+        new = FSDP_OPTIMIZERS[config["optimizer"]]
+        changes.append(
+            f"optimizer: {config['optimizer']} -> {new} (bitsandbytes optimizers cannot update FSDP's sharded parameters)"
+        )
+        config["optimizer"] = new
+    return config, changes
 
 
 def build_command(config_file: str, trainer: str, launch: Launch = Launch()) -> list[str]:

@@ -133,7 +133,9 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
     check_values(resolved)
     run_dir = choose_run_dir(request, resolved)
     strategy = request.strategy or ("ddp" if request.launch.processes > 1 else None)
-    resolved.config = apply_strategy(resolved.config, strategy)
+    resolved.config, strategy_changes = apply_strategy(resolved.config, strategy)
+    for change in strategy_changes:
+        log.info("%s: %s", strategy, change)
     attach_run_paths(resolved, run_dir)
     cuda = torch.cuda.is_available()
     changes = [] if cuda else adapt_to_cpu(resolved.config)
@@ -153,6 +155,7 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
         **resolved.project,
         "hardware": "cuda" if cuda else "cpu",
         "strategy": strategy,
+        "strategy_adjustments": strategy_changes,
         "cpu_adjustments": changes,
         "data_check": data_report,
     }
@@ -219,7 +222,9 @@ def parse_args(argv: list[str] | None) -> TrainRequest:
     parser.add_argument("--machines", type=int, default=int(env("MACHINES") or 1))
     parser.add_argument("--machine-rank", type=int, default=int(env("MACHINE_RANK") or 0))
     parser.add_argument("--main-process-ip", default=env("MAIN_IP") or None)
-    parser.add_argument("--main-process-port", type=int, default=int(env("MAIN_PORT") or Launch.main_process_port))
+    parser.add_argument(
+        "--main-process-port", type=int, default=int(env("MAIN_PORT") or Launch.main_process_port)
+    )
     parser.add_argument(
         "--check", action="store_true", help="resolve and validate recipe and data, then stop"
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from training import launch
 from training.checks import validate
 from training.launch import Launch, apply_strategy, build_command, strategy_names
 from training.paths import STRATEGIES
@@ -47,6 +48,23 @@ def test_an_unknown_strategy_names_the_known_ones():
         apply_strategy({}, "zero4")
 
 
+def test_a_strategy_whose_package_is_missing_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(launch.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RecipeError, match=r"STRATEGY=zero3 needs deepspeed.*pip install deepspeed==0\.19\.8"):
+        apply_strategy({}, "zero3")
+
+
+def test_fsdp_swaps_bitsandbytes_optimizers_and_takes_layers_from_the_model(monkeypatch):
+    config, changes = apply_strategy(resolve("llama3-dialogsum").config, "fsdp")
+    assert config["optimizer"] == "adamw_torch_fused" and changes == [
+        "optimizer: paged_adamw_8bit -> adamw_torch_fused (bitsandbytes optimizers cannot update FSDP's sharded parameters)"
+    ]
+    assert "transformer_layer_cls_to_wrap" not in config["fsdp_config"]  # accelerate reads the model's
+    monkeypatch.setattr(launch, "STRATEGY_PACKAGES", {})
+    config, changes = apply_strategy(resolve("llama3-dialogsum").config, "zero2")
+    assert config["optimizer"] == "paged_adamw_8bit" and changes == []
+
+
 # strategy -> recipes it is documented for (README: On GPUs)
 DOCUMENTED = {
     "ddp": [
@@ -58,15 +76,16 @@ DOCUMENTED = {
     ],
     "zero2": ["llama3-dialogsum", "llama2-dolly-lora", "llama2-dolly-full"],
     "zero3": ["llama2-dolly-full", "llama2-dolly-lora"],
-    "fsdp": ["llama2-dolly-full", "llama2-dolly-lora"],
+    "fsdp": ["llama2-dolly-full", "llama2-dolly-lora", "llama3-dialogsum", "phi2-dialogsum"],
 }
 
 
 @pytest.mark.parametrize(("strategy", "recipe"), [(s, r) for s, rs in DOCUMENTED.items() for r in rs])
-def test_strategy_files_pass_the_schema_with_their_recipes(strategy, recipe):
+def test_strategy_files_pass_the_schema_with_their_recipes(strategy, recipe, monkeypatch):
+    monkeypatch.setattr(launch, "STRATEGY_PACKAGES", {})  # DeepSpeed is installed on GPU machines only
     assert sorted(DOCUMENTED) == strategy_names()
     resolved = resolve(recipe)
-    resolved.config = apply_strategy(resolved.config, strategy)
+    resolved.config, _ = apply_strategy(resolved.config, strategy)
     for key, value in yaml.safe_load((STRATEGIES / f"{strategy}.yml").read_text()).items():
         assert resolved.config[key] == value  # the strategy's settings are in the run's config
     attach_run_paths(resolved, Path("/tmp/run"))
