@@ -103,17 +103,29 @@ def read_yaml_mapping(path: Path) -> dict:
     return data
 
 
-def load_recipe(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
-    if path in _chain:
-        raise RecipeError(f"{path}: 'inherit' loops back to itself via {' -> '.join(map(str, _chain))}")
+def inherit_chain(path: Path, _seen: tuple[Path, ...] = ()) -> list[Path]:
+    """``path``'s parents in merge order (each file once), then ``path`` itself."""
+    if path in _seen:
+        raise RecipeError(f"{path}: 'inherit' loops back to itself via {' -> '.join(map(str, _seen))}")
     if not path.exists():
-        raise RecipeError(f"{_chain[-1] if _chain else path}: inherits {path}, which does not exist")
-    data = read_yaml_mapping(path)
-    parents = data.pop("inherit", None) or []
-    merged: dict = {}
+        raise RecipeError(f"{_seen[-1] if _seen else path}: inherits {path}, which does not exist")
+    parents = read_yaml_mapping(path).get("inherit") or []
+    chain: list[Path] = []
     for parent in [parents] if isinstance(parents, str) else parents:
-        merged = deep_merge(merged, load_recipe((path.parent / parent).resolve(), (*_chain, path)))
-    return deep_merge(merged, data)
+        chain += [
+            p for p in inherit_chain((path.parent / parent).resolve(), (*_seen, path)) if p not in chain
+        ]
+    return [*chain, path]
+
+
+def load_recipe(path: Path) -> dict:
+    """The recipe with every file of its inherit chain merged in order, later keys winning."""
+    merged: dict = {}
+    for file in inherit_chain(path):
+        data = read_yaml_mapping(file)
+        data.pop("inherit", None)
+        merged = deep_merge(merged, data)
+    return merged
 
 
 @cache
@@ -222,12 +234,3 @@ def defining_file(source: Path, key: str) -> Path:
         if key in read_yaml_mapping(path):
             found = path
     return found
-
-
-def inherit_chain(path: Path) -> list[Path]:
-    """``path``'s parents in merge order, then ``path`` itself."""
-    parents = read_yaml_mapping(path).get("inherit") or []
-    chain: list[Path] = []
-    for parent in [parents] if isinstance(parents, str) else parents:
-        chain += [p for p in inherit_chain((path.parent / parent).resolve()) if p not in chain]
-    return [*chain, path]
