@@ -10,7 +10,7 @@ A recipe is an Axolotl YAML file with a few keys this project owns:
 
 Their defaults live in ``recipes/_base.yml`` and nowhere else. ``key=value`` overrides
 (dotted keys reach into blocks: ``data.corpus=samsum``) are applied last; values are parsed
-as YAML (``max_steps=10`` is an int). ``${VAR}`` and ``${VAR:-default}`` in strings are
+as YAML (``max_steps=10`` is an int, ``learning_rate=1e-4`` a float). ``${VAR}`` and ``${VAR:-default}`` in strings are
 expanded from the environment (``MODELS_DIR`` defaults to the project's model folder).
 """
 
@@ -32,6 +32,29 @@ from training.paths import RECIPES, REPO, models_dir
 BASE_RECIPE = RECIPES / "_base.yml"
 PROJECT_BLOCKS = ("data", "evaluation")
 PROJECT_KEYS = ("trainer", *PROJECT_BLOCKS)
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML as people write numbers: ``1e-4`` is a float (PyYAML's YAML 1.1 reads it as a
+    string unless written ``1.0e-4``)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
 
 
 class RecipeError(ValueError):
@@ -85,7 +108,7 @@ def deep_merge(base: dict, over: dict) -> dict:
 def read_yaml_mapping(path: Path) -> dict:
     """One recipe file as a mapping; a YAML error names the file, line and column."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
@@ -140,7 +163,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key:
         raise RecipeError(f"override '{text}' is not KEY=VALUE (e.g. max_steps=100)")
     try:
-        return key.split("."), yaml.safe_load(raw) if raw else None
+        return key.split("."), load_yaml(raw) if raw else None
     except yaml.YAMLError:
         raise RecipeError(f"override '{text}': the value is not valid YAML (quote it)") from None
 

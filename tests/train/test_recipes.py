@@ -4,6 +4,7 @@ import pytest
 
 from training.checks import check_values, unknown_keys, validate
 from training.hardware import adapt_to_cpu
+from training.paths import RECIPES
 from training.recipe import RecipeError, apply_overrides, recipe_names, resolve
 from training.runner import attach_run_paths
 
@@ -51,6 +52,17 @@ def test_overrides_are_yaml_typed_and_reach_into_blocks():
     }
     with pytest.raises(RecipeError, match="KEY=VALUE"):
         apply_overrides({}, ["max_steps"])
+
+
+def test_numbers_read_as_people_write_them(tmp_path):
+    """PyYAML reads 1e-4 as a string; overrides and recipe files read it as a float."""
+    config = apply_overrides({}, ["learning_rate=1e-4", "weight_decay=1E-2", "name=1e", "tag=abc"])
+    assert config == {"learning_rate": 1e-4, "weight_decay": 0.01, "name": "1e", "tag": "abc"}
+    recipe = tmp_path / "r.yml"
+    recipe.write_text("inherit: " + str(RECIPES / "smollm2-dialogsum.yml") + "\nlearning_rate: 3e-4\n")
+    resolved = resolve(str(recipe))
+    assert resolved.config["learning_rate"] == 3e-4
+    check_values(resolved)  # a string here failed: "must be a number in (0, 1]"
 
 
 def test_inherit_merges_base_then_recipe():
