@@ -2,7 +2,9 @@
 #   make demo                       the embedded default end to end (CPU, minutes)
 #   make test                       the test suite (offline)
 #   make train RECIPE=llama3-dialogsum [DATA_DIR=...] [GPUS=8 STRATEGY=zero2] [OVERRIDES="max_steps=100"]
-#   make eval RECIPE=...            base vs fine-tuned report in runs/<recipe>/eval/
+#   make eval RECIPE=...            base vs fine-tuned report in runs/<recipe>/eval/ [CHECKPOINT=best|<step>]
+#   make eval-checkpoints RECIPE=... every checkpoint scored by ROUGE on the validation split
+#   make sweep RECIPE=... SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"   a grid, chosen by ROUGE
 #   make merge RECIPE=...           merged model in runs/<recipe>/merged/
 #   make check RECIPE=...           validate recipe and data, load no model
 #   make compare RUNS="runs/a runs/b"   one table of several evaluated runs
@@ -20,9 +22,9 @@ export DATA_DIR GPUS STRATEGY MACHINES MACHINE_RANK MAIN_IP MAIN_PORT
 NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/ and samsum/ (see the README: Data)))
 
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
-EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic)
+EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT))
 
-.PHONY: demo test train eval serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+.PHONY: demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
@@ -51,7 +53,17 @@ check: env-train model
 	$(TRAIN_PY) scripts/train.py $(RECIPE) $(OVERRIDES) $(RUN_FLAGS) --check
 
 eval: env-eval
-	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(EVAL_FLAGS)
+	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(EVAL_FLAGS) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
+eval-checkpoints: env-eval
+	$(EVAL_PY) scripts/eval_checkpoints.py $(RECIPE) $(EVAL_FLAGS) $(if $(ENGINES),--engines $(ENGINES))
+
+# every point a normal run in SWEEP_DIR (default runs/<recipe>-sweep/); run again to resume
+sweep: env-train env-eval model
+	$(EVAL_PY) scripts/sweep.py $(RECIPE) "$(or $(SWEEP),$(error set SWEEP, e.g. SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"))" $(OVERRIDES) \
+	  --train-python $(TRAIN_PY) --eval-python $(EVAL_PY) $(if $(SWEEP_DIR),--out-dir $(SWEEP_DIR)) \
+	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) \
+	  $(if $(PARALLEL),--parallel $(PARALLEL))
 
 serve: env-eval
 	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST))

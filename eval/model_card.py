@@ -16,6 +16,12 @@ HUB_DATASETS = {
 }
 
 
+def describes(checkpoint: str) -> str:
+    if checkpoint == "final":
+        return "adapter saved at the end of training"
+    return f"saved {checkpoint}, chosen by validation ROUGE (make eval-checkpoints), not the final adapter"
+
+
 def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
     corpus = run["data"]["corpus"]
     scores, labels = metrics["scores"], metrics["labels"]
@@ -69,6 +75,7 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
 Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recipe `{run["recipe"]}`
 (overrides: {run.get("overrides") or "none"}) on {corpus} ({run.get("data_check", {}).get("train", {}).get("records", "?")} records),
 {run.get("train_seconds", "?")} s on {run.get("hardware")}. The licence of the training data applies.
+This card describes the {describes(gen.get("checkpoint", "final"))}.
 
 ## Evaluation ({metrics["n"]} items of {metrics["provenance"]["dataset"]})
 

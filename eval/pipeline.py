@@ -34,6 +34,7 @@ from eval.backends import (
     max_new_tokens_for,
     stop_token_ids,
 )
+from eval.checkpoint_paths import CheckpointError, checkpoint_path
 from eval.metrics import get_metrics, summarize
 from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
@@ -58,6 +59,7 @@ class EvalRequest:
     out_dir: Path | None = None
     deterministic: bool = False
     save_every: int = 64  # items generated between two saves of the partial predictions
+    checkpoint: str | None = None  # best | <step>: a saved checkpoint instead of the final adapter
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,12 @@ class Evaluation:
             )
         self.run = yaml.safe_load((self.run_dir / "run.yml").read_text())
         self.config = yaml.safe_load((self.run_dir / "config.yml").read_text())
-        self.adapter = self.run_dir / "adapter"
-        self.out_dir = (request.out_dir or self.run_dir / "eval").resolve()
+        # a checkpoint (CHECKPOINT=best|<step>) is evaluated like the final adapter, apart
+        self.checkpoint = checkpoint_path(self.run_dir, request.checkpoint) if request.checkpoint else None
+        self.adapter = self.checkpoint or self.run_dir / "adapter"
+        suffix = f"-{self.checkpoint.name}" if self.checkpoint else ""
+        self.out_dir = (request.out_dir or self.run_dir / f"eval{suffix}").resolve()
+        self.merged_dir = self.run_dir / f"merged{suffix}"
 
     # -- setup -----------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -147,7 +153,7 @@ class Evaluation:
         location = str(Path(self.request.data_dir).resolve()) if self.request.data_dir else data["location"]
         base = self.run["base_model"]
         self.loaded = load_examples(data["corpus"], s["split"], location)
-        self.examples = self.loaded.examples[: s["limit"]] if s["limit"] else self.loaded.examples
+        self.examples = self.select(self.loaded.examples, s["limit"])
         self.fmt = get_format(data["format"], AutoTokenizer.from_pretrained(base), data["instruction"])
         refs = [
             len(self.fmt.text_ids(r)) + len(self.fmt.stop_token_ids)
@@ -191,6 +197,10 @@ class Evaluation:
             self.stop,
         )
 
+    def select(self, examples: list[Example], limit: int | None) -> list[Example]:
+        """LIMIT=N: the split's first N items."""
+        return examples[:limit] if limit else examples
+
     def fingerprint(self) -> dict:
         """Everything that changes the generated text: partials made under others are stale."""
         return {
@@ -202,6 +212,7 @@ class Evaluation:
             "data": self.loaded.source,
             "deterministic": self.request.deterministic,
             "adapter_trained": (self.run_dir / "TRAINED").read_text().strip(),
+            "adapter": str(self.adapter),
         }
 
     def open_partials(self) -> dict[str, PartialPredictions]:
@@ -214,7 +225,12 @@ class Evaluation:
             for stale in self.out_dir.glob("*.partial.jsonl"):
                 stale.unlink()
         atomic.write_json(settings_file, self.fingerprint())
-        return {name: PartialPredictions(self.out_dir / f"{name}.partial.jsonl") for name in SYSTEMS}
+        return {
+            name: PartialPredictions(self.out_dir / f"{name}.partial.jsonl") for name in self.system_names()
+        }
+
+    def system_names(self) -> list[str]:
+        return list(SYSTEMS)
 
     def systems(self) -> list[System]:
         base = self.run["base_model"]
@@ -228,7 +244,7 @@ class Evaluation:
         return [System("base", base, None), System("finetuned", base, str(self.adapter), quantized)]
 
     def merged_model(self) -> Path:
-        merged = self.run_dir / "merged"
+        merged = self.merged_dir
         if not (merged / "merge_check.json").exists():
             log.info("merging the adapter into %s", merged)
             qlora = self.run.get("adapter") == "qlora"
@@ -307,6 +323,7 @@ class Evaluation:
         generation = {
             "backend": self.backend_name,
             "adapter_mode": self.mode,
+            "checkpoint": self.checkpoint.name if self.checkpoint else "final",
             "max_new_tokens": self.max_new,
             "max_model_len": self.max_model_len,
             "stop_token_ids": self.stop,
@@ -327,7 +344,7 @@ def evaluate(request: EvalRequest) -> int:
     try:
         evaluation = Evaluation(request)
         evaluation.setup()
-    except (EvaluationError, DataError, FileNotFoundError, ValueError) as err:
+    except (EvaluationError, CheckpointError, DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
     timing = evaluation.generate()
@@ -350,16 +367,24 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
     parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
+    parser.add_argument(
+        "--checkpoint", help="best (by validation ROUGE: make eval-checkpoints) or a step: that checkpoint"
+    )
     return EvalRequest(**vars(parser.parse_args(argv)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    if not log.handlers:  # vLLM reconfigures the root logger; keep ours visible
+def keep_log_visible() -> None:
+    """vLLM reconfigures the root logger; give ours its own handler."""
+    if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep_log_visible()
     return evaluate(parse_args(argv))
 
 

@@ -4,7 +4,6 @@ and a self-contained ``report.html`` (plots embedded), atomically, next to the p
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import random
 from importlib import metadata
@@ -13,9 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from datasets_fmt import atomic
+from eval.checkpoint_paths import OUT_NAME
+from eval.checkpoint_report import checkpoint_plot, checkpoint_table
 from eval.hardware import hardware
 from eval.metrics import AGGREGATES
-from eval.render import Code, Image, Item, Report, Section, Table, Text, to_html, to_markdown
+from eval.render import Code, Image, Item, Report, Section, Table, Text, png_of, to_html, to_markdown
 
 SYSTEMS = ("base", "finetuned")
 LABELS = {"base": "base", "finetuned": "fine-tuned"}
@@ -73,15 +74,6 @@ def loss_history(run_dir: Path) -> list[dict]:
     return [h for h in json.loads(states[-1].read_text())["log_history"] if "loss" in h or "eval_loss" in h]
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def plots(result: dict, rows: list[dict], history: list[dict]) -> dict[str, bytes]:
     import matplotlib
 
@@ -102,7 +94,7 @@ def plots(result: dict, rows: list[dict], history: list[dict]) -> dict[str, byte
         ax.set_xticks(x, [result["labels"][m] for m in keys])
         ax.set_title(f"{agg} over references (95% CI)")
     axes[0].legend()
-    out["scores"] = _png(fig)
+    out["scores"] = png_of(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.4))
     series = {
@@ -114,7 +106,7 @@ def plots(result: dict, rows: list[dict], history: list[dict]) -> dict[str, byte
         ax.hist(values, bins=bins, alpha=0.5, label=label, density=True)
     ax.set_xlabel("summary length (words)")
     ax.legend()
-    out["lengths"] = _png(fig)
+    out["lengths"] = png_of(fig)
 
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
     val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
@@ -125,7 +117,7 @@ def plots(result: dict, rows: list[dict], history: list[dict]) -> dict[str, byte
                 ax.plot(*zip(*points, strict=True), marker=marker, label=label)
         ax.set_xlabel("step")
         ax.legend()
-        out["loss"] = _png(fig)
+        out["loss"] = png_of(fig)
     return out
 
 
@@ -243,6 +235,7 @@ def build_report(
     generation: dict,
     provenance: dict,
     source: str,
+    checkpoints: dict | None = None,
 ) -> Report:
     img = {name: Image(name, png) for name, png in images.items()}
     stability = generation.get("stability")
@@ -268,6 +261,21 @@ def build_report(
     ]
     if "loss" in img:
         sections.append(Section("Training", [img["loss"]]))
+    if checkpoints:
+        best = checkpoints["best"]["name"]
+        sections.append(
+            Section(
+                "Checkpoints (validation ROUGE)",
+                [
+                    Text(
+                        f"Every saved checkpoint scored on {checkpoints['n']} items of the {checkpoints['split']} split "
+                        f"(make eval-checkpoints); best: {best}. This report evaluates the {generation.get('checkpoint', 'final')} adapter."
+                    ),
+                    checkpoint_table(checkpoints),
+                    img["checkpoints"],
+                ],
+            )
+        )
     sections.append(Section("Examples"))
     sections += example_items(rows, result)
     settings = [
@@ -290,6 +298,12 @@ def build_report(
         ),
     ]
     return Report(f"Evaluation report: {recipe}", sections)
+
+
+def checkpoint_scores(run_dir: Path) -> dict | None:
+    """The run's checkpoints scored by ROUGE (make eval-checkpoints), where that ran."""
+    scores = run_dir / OUT_NAME / "scores.json"
+    return json.loads(scores.read_text()) if scores.exists() else None
 
 
 def provenance_of(run_dir: Path, run: dict, config: dict, source: str) -> dict:
@@ -335,7 +349,12 @@ def write_report(
     }
     written = [atomic.write_json(out_dir / "metrics.json", metrics)]
     images = plots(result, rows, loss_history(run_dir))
-    report = build_report(run["recipe"], result, rows, lengths, images, generation, provenance, source)
+    checkpoints = checkpoint_scores(run_dir)
+    if checkpoints:
+        images["checkpoints"] = checkpoint_plot(checkpoints)
+    report = build_report(
+        run["recipe"], result, rows, lengths, images, generation, provenance, source, checkpoints
+    )
     written += [atomic.write_bytes(out_dir / f"{image.name}.png", image.png) for image in report.images()]
     written.append(atomic.write_text(out_dir / "report.md", to_markdown(report)))
     written.append(atomic.write_text(out_dir / "report.html", to_html(report)))

@@ -157,15 +157,14 @@ def tiny_t5(tmp_path_factory, smollm2_dir) -> Path:
     return _tiny_model(tmp_path_factory, "tiny-t5", tokenizer, T5ForConditionalGeneration, config)
 
 
-@pytest.fixture(scope="session")
-def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
-    """A LoRA adapter with random (non-zero) weights on every linear layer of tiny_llama."""
+def random_adapter(out: Path, base: Path, seed: int) -> Path:
+    """A LoRA adapter with random (non-zero) weights on every linear layer of ``base``."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
     config = LoraConfig(
         r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM"
     )
@@ -174,9 +173,13 @@ def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("tiny-adapter")
     peft_model.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
+    return random_adapter(tmp_path_factory.mktemp("tiny-adapter"), tiny_llama, seed=1)
 
 
 def token_forcing_model(tmp_path_factory, tokenizer_dir: Path, token_id: int, eos_ids: list[int]) -> Path:

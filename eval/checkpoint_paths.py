@@ -1,0 +1,51 @@
+"""Where a run's checkpoints are, and which one ``CHECKPOINT=best|<step>`` names."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+OUT_NAME = "eval-checkpoints"  # <run>/eval-checkpoints/: the checkpoints scored by ROUGE
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found: says which exist and how to score them."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"checkpoint-{self.step}"
+
+
+def find_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """The run's saved checkpoints that hold an adapter, by step."""
+    found = []
+    for path in (run_dir / "adapter").glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "adapter_config.json").exists():
+            found.append(Checkpoint(int(step), path))
+    return sorted(found, key=lambda c: c.step)
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """``best`` (by validation ROUGE, from ``make eval-checkpoints``) or a step number."""
+    if which == "best":
+        scores = run_dir / OUT_NAME / "scores.json"
+        if not scores.exists():
+            raise CheckpointError(
+                f"{scores} not found: score the checkpoints first (make eval-checkpoints RECIPE=... RUN_DIR={run_dir})"
+            )
+        return Path(json.loads(scores.read_text())["best"]["path"])
+    if not which.isdigit():
+        raise CheckpointError(f"CHECKPOINT={which}: give 'best' or a step number")
+    path = run_dir / "adapter" / f"checkpoint-{which}"
+    if not (path / "adapter_config.json").exists():
+        have = ", ".join(str(c.step) for c in find_checkpoints(run_dir)) or "none"
+        raise CheckpointError(f"{path} holds no adapter; saved steps: {have}")
+    return path

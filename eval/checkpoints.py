@@ -1,0 +1,333 @@
+"""Choose a checkpoint by ROUGE: score every saved checkpoint of a run on held-out data.
+
+Trainers keep the checkpoint with the lowest evaluation loss; what a user wants is the one
+that summarizes best. This generates with every checkpoint (and the base, as step 0) on the
+recipe's validation split and scores the texts, beside each step's loss. Where the backend
+serves adapters per request (vLLM), all checkpoints share ONE engine as separate LoRA
+adapters, and their requests share its batches. Otherwise (merged models, the hf backend)
+each checkpoint gets its own engine; merged copies are removed once generated.
+
+Writes into ``<run>/eval-checkpoints/``: ``scores.json`` (with the best checkpoint, which
+``make eval CHECKPOINT=best`` evaluates), ``predictions.jsonl`` (ids and texts per
+checkpoint), ``report.md`` and ``report.html``. Resumable like the evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from datasets_fmt import atomic
+from datasets_fmt.records import DataError
+from eval.backends import ADAPTER_MODES, chunks
+from eval.checkpoint_paths import OUT_NAME, find_checkpoints
+from eval.checkpoint_report import checkpoint_report
+from eval.metrics import summarize
+from eval.pipeline import EvalRequest, Evaluation, EvaluationError, System, keep_log_visible, run_system
+from eval.render import to_html, to_markdown
+from eval.report import loss_history
+from training.merge import merge_adapter, quantized_from
+
+log = logging.getLogger("evaluate")
+ENGINES = ("auto", "shared", "per-checkpoint")
+SUBSET_SEED = 0  # LIMIT=N scores the same N validation items for every checkpoint and run
+MAX_LORAS = 8  # adapters in one batch; vLLM swaps in further ones from its CPU cache
+
+
+def loss_at_steps(run_dir: Path, steps: list[int]) -> dict[int, dict]:
+    """Evaluation loss logged at each step, and the last training loss logged up to it."""
+    history = loss_history(run_dir)
+    out = {}
+    for step in steps:
+        train = [h["loss"] for h in history if "loss" in h and h["step"] <= step]
+        val = [h["eval_loss"] for h in history if "eval_loss" in h and h["step"] == step]
+        out[step] = {"train_loss": train[-1] if train else None, "eval_loss": val[-1] if val else None}
+    return out
+
+
+def best_of(rows: list[dict], key: str) -> dict:
+    """The checkpoint with the highest mean-over-references score; the earlier one on a tie."""
+    trained = [r for r in rows if r["step"] > 0]
+    return max(trained, key=lambda r: (round(r["scores"][key]["mean"], 6), -r["step"]))
+
+
+class CheckpointEvaluation(Evaluation):
+    """The evaluation of one run, with its checkpoints as the systems."""
+
+    def __init__(self, request: EvalRequest, engines: str = "auto"):
+        super().__init__(request)
+        self.out_dir = (request.out_dir or self.run_dir / OUT_NAME).resolve()
+        self.checkpoints = find_checkpoints(self.run_dir)
+        if not self.checkpoints:
+            raise EvaluationError(
+                f"{self.run_dir / 'adapter'} holds no checkpoint-*/ with an adapter: train with save_steps "
+                "(and save_total_limit: null to keep them all)"
+            )
+        self.engines = engines
+
+    def settings(self) -> dict:
+        s = super().settings()
+        if self.request.split is None:
+            split = self.run["data"].get("validation_split")
+            if not split:
+                raise EvaluationError(
+                    f"{self.run['recipe']} names no data.validation_split: choosing on the test split would "
+                    "overstate the result; set data.validation_split in the recipe or pass SPLIT="
+                )
+            s["split"] = split
+        return s
+
+    def setup(self) -> None:
+        super().setup()
+        shared = self.mode == "lora" and self.backend_cls.adapters_per_request
+        if self.engines == "per-checkpoint":
+            shared = False
+        elif self.engines == "shared" and not shared:
+            raise EvaluationError(
+                f"one shared engine needs LoRA adapters served per request: backend {self.backend_name}, "
+                f"adapter mode {self.mode}"
+            )
+        self.shared = shared
+        if shared:
+            self.engine_settings = replace(
+                self.engine_settings, max_loras=min(len(self.checkpoints), MAX_LORAS)
+            )
+
+    def select(self, examples: list, limit: int | None) -> list:
+        """LIMIT=N: a fixed seeded sample of N items (in split order), so a subset of the
+        validation split is not biased by how the split is ordered."""
+        if not limit or limit >= len(examples):
+            return examples
+        keep = sorted(random.Random(SUBSET_SEED).sample(range(len(examples)), limit))
+        return [examples[i] for i in keep]
+
+    def system_names(self) -> list[str]:
+        return ["base", *(c.name for c in self.checkpoints)]
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "split": self.settings()["split"]}
+
+    def checkpoint_systems(self) -> list[System]:
+        base = self.run["base_model"]
+        quantized = self.mode == "quantized"
+        return [System("base", base, None)] + [
+            System(c.name, base, str(c.path), quantized) for c in self.checkpoints
+        ]
+
+    def pending(self) -> list[System]:
+        return [
+            s
+            for s in self.checkpoint_systems()
+            if not all(ex.id in self.partials[s.name].done for ex in self.examples)
+        ]
+
+    # -- generate --------------------------------------------------------------------------
+    def generate(self) -> dict:
+        pending = self.pending()
+        earlier = self.out_dir / "scores.json"
+        if not pending and earlier.exists():  # all resumed: keep the timing of the run that generated
+            return json.loads(earlier.read_text())["timing"]
+        log.info(
+            "%d of %d systems to generate (%s)",
+            len(pending),
+            len(self.checkpoints) + 1,
+            "one shared engine" if self.shared else "an engine each",
+        )
+        started = time.time()
+        timing = self.generate_shared(pending) if self.shared else self.generate_each(pending)
+        timing["total_seconds"] = round(time.time() - started, 1)
+        return timing
+
+    def generate_shared(self, pending: list[System]) -> dict:
+        """One engine on the base; every checkpoint's requests mixed into the same batches."""
+        if not pending:
+            return {"engine_starts": 0}
+        started = time.time()
+        engine = self.backend_cls(self.run["base_model"], self.engine_settings)
+        start_s = round(time.time() - started, 1)
+        started = time.time()
+        for batch in chunks(range(len(self.examples)), self.request.save_every):
+            jobs = [
+                (s, i)
+                for s in pending
+                for i in batch
+                if self.examples[i].id not in self.partials[s.name].done
+            ]
+            if not jobs:
+                continue
+            outs = engine.generate(
+                [self.prompts[i].input_ids for _, i in jobs],
+                self.max_new,
+                self.stop,
+                adapter=[s.adapter for s, _ in jobs],
+            )
+            for system in pending:
+                self.partials[system.name].append(
+                    {"id": self.examples[i].id, **o.to_json()}
+                    for (s, i), o in zip(jobs, outs, strict=True)
+                    if s is system
+                )
+        engine.close()
+        return {
+            "engine_starts": 1,
+            "engine_start_seconds": start_s,
+            "generation_seconds": round(time.time() - started, 1),
+        }
+
+    def generate_each(self, pending: list[System]) -> dict:
+        """An engine per checkpoint: merged into its base (merged mode), or base + adapter."""
+        start_s, gen_s = 0.0, 0.0
+        for system in pending:
+            model, adapter, merged = system.model, system.adapter, None
+            if self.mode == "merged" and system.adapter:
+                merged = self.out_dir / "merged" / system.name
+                log.info("%s: merging into %s", system.name, merged)
+                qlora = self.run.get("adapter") == "qlora"
+                merge_adapter(self.run["base_model"], Path(adapter), merged, qlora, quantized_from(self.run))
+                model, adapter = str(merged), None
+            per_request = self.backend_cls.adapters_per_request
+            four_bit = quantized_from(self.run) if system.quantized else None
+            settings = replace(self.engine_settings, four_bit_from=four_bit)
+            started = time.time()
+            engine = self.backend_cls(model, settings, adapter=None if per_request else adapter)
+            start_s += time.time() - started
+            started = time.time()
+            run_system(
+                System(system.name, model, adapter, system.quantized),
+                self.partials[system.name],
+                engine,
+                adapter if per_request else None,
+                self.prompts,
+                self.examples,
+                self.max_new,
+                self.stop,
+                self.request.save_every,
+            )
+            gen_s += time.time() - started
+            engine.close()
+            if merged is not None:
+                shutil.rmtree(merged, ignore_errors=True)
+        return {
+            "engine_starts": len(pending),
+            "engine_start_seconds": round(start_s, 1),
+            "generation_seconds": round(gen_s, 1),
+        }
+
+    # -- report ----------------------------------------------------------------------------
+    def score(self) -> dict:
+        names = self.system_names()
+        done = {n: self.partials[n].done for n in names}
+        texts = {n: [done[n][ex.id]["text"] for ex in self.examples] for n in names}
+        result = summarize(self.metrics, texts, [list(ex.references) for ex in self.examples])
+        steps = [0, *(c.step for c in self.checkpoints)]
+        losses = loss_at_steps(self.run_dir, steps)
+        paths = {"base": None, **{c.name: str(c.path) for c in self.checkpoints}}
+        rows = [
+            {
+                "name": name,
+                "step": step,
+                "path": paths[name],
+                "scores": {k: result["scores"]["mean"][k][name] for k in result["keys"]},
+                "scores_best_of_references": {
+                    k: result["scores"]["best"][k][name]["mean"] for k in result["keys"]
+                },
+                **losses[step],
+            }
+            for name, step in zip(names, steps, strict=True)
+        ]
+        key = result["keys"][0]
+        best = best_of(rows, key)
+        lowest_loss = [r for r in rows if r["eval_loss"] is not None]
+        return {
+            "run": str(self.run_dir),
+            "recipe": self.run["recipe"],
+            "split": self.settings()["split"],
+            "data": self.loaded.source,
+            "n": result["n"],
+            "keys": result["keys"],
+            "labels": result["labels"],
+            "chosen_by": f"{result['labels'][key]} (mean over references)",
+            "scoring": result["description"],
+            "checkpoints": rows,
+            "best": {"name": best["name"], "step": best["step"], "path": best["path"]},
+            "lowest_eval_loss": min(lowest_loss, key=lambda r: r["eval_loss"])["name"]
+            if lowest_loss
+            else None,
+            "generation": {
+                "backend": self.backend_name,
+                "adapter_mode": self.mode,
+                "shared_engine": self.shared,
+                "max_new_tokens": self.max_new,
+                "deterministic": self.request.deterministic,
+            },
+        }
+
+    def report(self, timing: dict) -> list[Path]:
+        scores = {**self.score(), "timing": timing}
+        rows = [
+            {"id": ex.id, **{n: self.partials[n].done[ex.id]["text"] for n in self.system_names()}}
+            for ex in self.examples
+        ]
+        written = [
+            atomic.write_jsonl(self.out_dir / "predictions.jsonl", rows),
+            atomic.write_json(self.out_dir / "scores.json", scores),
+        ]
+        report = checkpoint_report(scores)
+        written += [atomic.write_bytes(self.out_dir / f"{i.name}.png", i.png) for i in report.images()]
+        written.append(atomic.write_text(self.out_dir / "report.md", to_markdown(report)))
+        written.append(atomic.write_text(self.out_dir / "report.html", to_html(report)))
+        return written
+
+
+def evaluate_checkpoints(request: EvalRequest, engines: str = "auto") -> int:
+    try:
+        evaluation = CheckpointEvaluation(request, engines)
+        evaluation.setup()
+    except (EvaluationError, DataError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    timing = evaluation.generate()
+    for path in evaluation.report(timing):
+        print(f"wrote {path}")
+    best = json.loads((evaluation.out_dir / "scores.json").read_text())["best"]
+    print(f"best checkpoint: {best['name']} ({best['path']})")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str]:
+    parser = argparse.ArgumentParser(description="Score every checkpoint of a run by generation + ROUGE.")
+    parser.add_argument("recipe")
+    parser.add_argument("--run-dir", type=Path)
+    parser.add_argument("--limit", type=int, help="score the first N items of the split")
+    parser.add_argument("--split", help="default: the recipe's data.validation_split")
+    parser.add_argument("--backend", help="vllm | hf")
+    parser.add_argument("--adapter-mode", choices=ADAPTER_MODES)
+    parser.add_argument(
+        "--engines",
+        choices=ENGINES,
+        default="auto",
+        help="shared: one vLLM engine serves every checkpoint; per-checkpoint: one each",
+    )
+    parser.add_argument("--data-dir", help="override where the evaluation data lives")
+    parser.add_argument("--out-dir", type=Path, help=f"default: <run-dir>/{OUT_NAME}")
+    parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
+    parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
+    args = vars(parser.parse_args(argv))
+    engines = args.pop("engines")
+    return EvalRequest(**args), engines
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep_log_visible()
+    return evaluate_checkpoints(*parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Choosing by ROUGE: every checkpoint scored on the validation split (hf: an engine each;
+vLLM: one shared engine serving the checkpoints as separate adapters), CHECKPOINT=best
+evaluated on the test split, and the grid a sweep runs."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from eval.checkpoint_paths import CheckpointError, checkpoint_path, find_checkpoints
+from eval.checkpoints import CheckpointEvaluation, best_of, evaluate_checkpoints
+from eval.pipeline import EvalRequest, evaluate
+from eval.sweep import SweepError, parse_grid
+from tests.conftest import random_adapter
+
+STATE = {  # what the trainer logs into a checkpoint's trainer_state.json
+    "log_history": [
+        {"step": 1, "loss": 2.5},
+        {"step": 1, "eval_loss": 2.25},
+        {"step": 2, "loss": 2.0},
+        {"step": 2, "eval_loss": 1.75},
+    ]
+}
+
+
+@pytest.fixture
+def checkpoint_run(tiny_run, tiny_llama, tiny_adapter, tmp_path):
+    """tiny_run with two checkpoints holding DIFFERENT adapters, and a validation split."""
+    shutil.copytree(tiny_adapter, tiny_run / "adapter" / "checkpoint-1")
+    random_adapter(tiny_run / "adapter" / "checkpoint-2", tiny_llama, seed=2)
+    (tiny_run / "adapter" / "checkpoint-2" / "trainer_state.json").write_text(json.dumps(STATE))
+    run = yaml.safe_load((tiny_run / "run.yml").read_text())
+    run["data"]["validation_split"] = "validation"
+    (tiny_run / "run.yml").write_text(yaml.safe_dump(run))
+    return tiny_run
+
+
+def scores_of(run_dir, out="eval-checkpoints"):
+    return json.loads((run_dir / out / "scores.json").read_text())
+
+
+def texts_of(run_dir, out):
+    rows = [json.loads(line) for line in (run_dir / out / "predictions.jsonl").read_text().splitlines()]
+    return {name: [r[name] for r in rows] for name in rows[0] if name != "id"}
+
+
+def test_every_checkpoint_is_scored_on_validation_and_best_is_evaluated_on_test(checkpoint_run):
+    request = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3)
+    assert evaluate_checkpoints(request) == 0
+    scores = scores_of(checkpoint_run)
+    assert [c["name"] for c in scores["checkpoints"]] == ["base", "checkpoint-1", "checkpoint-2"]
+    assert scores["split"] == "validation" and scores["n"] == 3
+    rows = [json.loads(line) for line in (checkpoint_run / "eval-checkpoints" / "predictions.jsonl").open()]
+    assert all(r["id"].startswith("demo_validation_") for r in rows)
+    texts = texts_of(checkpoint_run, "eval-checkpoints")
+    assert texts["checkpoint-1"] != texts["checkpoint-2"]  # each checkpoint generated with its own adapter
+    by_name = {c["name"]: c for c in scores["checkpoints"]}
+    assert by_name["checkpoint-2"]["eval_loss"] == 1.75 and by_name["checkpoint-1"]["eval_loss"] == 2.25
+    assert by_name["checkpoint-2"]["train_loss"] == 2.0 and scores["lowest_eval_loss"] == "checkpoint-2"
+    trained = [c for c in scores["checkpoints"] if c["step"]]
+    best = max(trained, key=lambda c: (c["scores"]["rouge1"]["mean"], -c["step"]))
+    assert scores["best"]["name"] == best["name"]
+    assert "Best checkpoint: step" in (checkpoint_run / "eval-checkpoints" / "report.md").read_text()
+
+    # run again: everything is resumed, nothing generated, the timing of the first run kept
+    timing = scores["timing"]
+    assert evaluate_checkpoints(request) == 0
+    assert scores_of(checkpoint_run)["timing"] == timing
+
+    # CHECKPOINT=best: that checkpoint on the test split, apart from the final adapter's evaluation
+    assert evaluate(EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", checkpoint="best")) == 0
+    out = checkpoint_run / f"eval-{scores['best']['name']}"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["generation"]["checkpoint"] == scores["best"]["name"]
+    assert metrics["provenance"]["dataset"].startswith("dialogsum test")
+    card = (checkpoint_run / "adapter" / scores["best"]["name"] / "README.md").read_text()
+    assert f"saved {scores['best']['name']}, chosen by validation ROUGE" in card
+    assert "Checkpoints (validation ROUGE)" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_one_vllm_engine_serves_every_checkpoint_as_its_own_adapter(checkpoint_run):
+    """Requests of both checkpoints share one engine's batches and each gets its own adapter:
+    the same text as an engine per checkpoint (deterministic mode)."""
+    common = dict(run_dir=checkpoint_run, backend="vllm", adapter_mode="lora", limit=3, deterministic=True)
+    shared = CheckpointEvaluation(EvalRequest("tiny", out_dir=checkpoint_run / "shared", **common), "shared")
+    shared.setup()
+    assert shared.shared and shared.engine_settings.max_loras == 2
+    assert shared.generate()["engine_starts"] == 1
+    shared.report({})
+    alone = CheckpointEvaluation(
+        EvalRequest("tiny", out_dir=checkpoint_run / "alone", **common), "per-checkpoint"
+    )
+    alone.setup()
+    assert alone.generate()["engine_starts"] == 3
+    alone.report({})
+    one, each = texts_of(checkpoint_run, "shared"), texts_of(checkpoint_run, "alone")
+    assert one == each
+    assert one["checkpoint-1"] != one["checkpoint-2"]
+
+
+def test_a_run_without_validation_split_or_checkpoints_is_refused(tiny_run, checkpoint_run):
+    run = yaml.safe_load((checkpoint_run / "run.yml").read_text())
+    run["data"]["validation_split"] = None
+    (checkpoint_run / "run.yml").write_text(yaml.safe_dump(run))
+    with pytest.raises(ValueError, match="names no data.validation_split"):
+        CheckpointEvaluation(EvalRequest("tiny", run_dir=checkpoint_run)).settings()
+    for found in find_checkpoints(checkpoint_run):
+        shutil.rmtree(found.path)
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        CheckpointEvaluation(EvalRequest("tiny", run_dir=checkpoint_run))
+
+
+def test_checkpoint_names_resolve_or_say_what_exists(checkpoint_run):
+    assert checkpoint_path(checkpoint_run, "2") == checkpoint_run / "adapter" / "checkpoint-2"
+    with pytest.raises(CheckpointError, match="saved steps: 1, 2"):
+        checkpoint_path(checkpoint_run, "7")
+    with pytest.raises(CheckpointError, match="score the checkpoints first"):
+        checkpoint_path(checkpoint_run, "best")
+    with pytest.raises(CheckpointError, match="'best' or a step number"):
+        checkpoint_path(checkpoint_run, "last")
+
+
+def test_limit_is_a_seeded_subset_in_split_order(checkpoint_run):
+    evaluation = CheckpointEvaluation(EvalRequest("tiny", run_dir=checkpoint_run))
+    items = list(range(40))
+    picked = evaluation.select(items, 10)
+    assert picked == sorted(picked) and len(set(picked)) == 10 and picked != items[:10]
+    assert evaluation.select(items, 10) == picked and evaluation.select(items, None) == items
+
+
+def test_best_is_the_highest_mean_and_the_earlier_step_on_a_tie():
+    def row(step, score):
+        return {"step": step, "scores": {"rouge1": {"mean": score}}}
+
+    rows = [row(0, 99.0), row(10, 40.0), row(20, 41.0), row(30, 41.0)]
+    assert best_of(rows, "rouge1")["step"] == 20  # the base (step 0) is never chosen
+
+
+def test_sweep_grid():
+    points = parse_grid("learning_rate=1e-4,3e-4 lora_r+lora_alpha=8+16,32+64")
+    assert [p.overrides for p in points] == [
+        ["learning_rate=1e-4", "lora_r=8", "lora_alpha=16"],
+        ["learning_rate=1e-4", "lora_r=32", "lora_alpha=64"],
+        ["learning_rate=3e-4", "lora_r=8", "lora_alpha=16"],
+        ["learning_rate=3e-4", "lora_r=32", "lora_alpha=64"],
+    ]
+    assert points[0].name == "learning_rate-1e-4_lora_r-8_lora_alpha-16"
+    for bad, message in (
+        ("", "SWEEP is empty"),
+        ("learning_rate", "is not key=value"),
+        ("lr=1,1", "repeats a value"),
+        ("lr=1 lr=2", "lr is given twice"),
+        ("lora_r+lora_alpha=8", "needs 2 '\\+'-joined values"),
+    ):
+        with pytest.raises(SweepError, match=message):
+            parse_grid(bad)
