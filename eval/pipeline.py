@@ -40,7 +40,7 @@ from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
 from eval.report import write_report
 from training.merge import merge_adapter, quantized_from
-from training.paths import default_run_dir
+from training.paths import FINISHED, default_run_dir
 from training.recipe import project_defaults
 
 log = logging.getLogger("evaluate")
@@ -120,7 +120,7 @@ class Evaluation:
     def __init__(self, request: EvalRequest):
         self.request = request
         self.run_dir = (request.run_dir or default_run_dir(request.recipe)).resolve()
-        if not (self.run_dir / "TRAINED").exists():
+        if not (self.run_dir / FINISHED).exists():
             raise EvaluationError(
                 f"{self.run_dir} holds no finished training run: run `make train RECIPE={request.recipe}` first"
             )
@@ -211,7 +211,7 @@ class Evaluation:
             "format": self.run["data"]["format"],
             "data": self.loaded.source,
             "deterministic": self.request.deterministic,
-            "adapter_trained": (self.run_dir / "TRAINED").read_text().strip(),
+            "adapter_trained": (self.run_dir / FINISHED).read_text().strip(),
             "adapter": str(self.adapter),
         }
 

@@ -19,7 +19,7 @@ import yaml
 from eval.backends import adapter_rank, has_cuda
 from eval.backends.vllm import CPU_ENGINE_ARGS, DETERMINISTIC_ENGINE_ARGS, use_all_cores_on_small_cpus
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS
-from training.paths import default_run_dir
+from training.paths import FINISHED, default_run_dir
 
 BASE_NAME = "base"
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     run_dir = (args.run_dir or default_run_dir(args.recipe)).resolve()
-    if not (run_dir / "TRAINED").exists():
+    if not (run_dir / FINISHED).exists():
         print(
             f"error: {run_dir} holds no finished training run: run `make train RECIPE={args.recipe}` first",
             file=sys.stderr,

@@ -27,10 +27,9 @@ from datasets_fmt import atomic
 from eval.checkpoint_paths import OUT_NAME
 from eval.render import Image, Report, Section, Table, Text, png_of, to_html, to_markdown
 from eval.report import loss_history
-from training.paths import REPO, RUNS
+from training.paths import FINISHED, REPO, RUNS
 
 log = logging.getLogger("sweep")
-FINISHED = "TRAINED"  # the marker a finished training run leaves (training/runner.py)
 
 
 class SweepError(ValueError):

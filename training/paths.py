@@ -10,6 +10,7 @@ RECIPES = REPO / "recipes"
 STRATEGIES = RECIPES / "distributed"
 RUNS = REPO / "runs"
 CACHE = REPO / ".cache"
+FINISHED = "TRAINED"  # the marker file a finished training run leaves in its run directory
 
 
 def models_dir() -> Path:

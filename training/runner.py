@@ -24,11 +24,10 @@ from datasets_fmt.records import DataError
 from training.checks import check_against_model, check_values, validate
 from training.hardware import adapt_to_cpu
 from training.launch import Launch, apply_strategy, build_command
-from training.paths import REPO, default_run_dir
+from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, resolve
 
 log = logging.getLogger("train")
-FINISHED = "TRAINED"  # marker file of a finished run
 
 
 @dataclass
