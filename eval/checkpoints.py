@@ -33,7 +33,7 @@ from eval.metrics import summarize
 from eval.pipeline import EvalRequest, Evaluation, EvaluationError, System, keep_log_visible, run_system
 from eval.render import to_html, to_markdown
 from eval.report import loss_history
-from training.merge import merge_adapter, quantized_from
+from training.merge import quantized_from
 
 log = logging.getLogger("evaluate")
 ENGINES = ("auto", "shared", "per-checkpoint")
@@ -68,7 +68,7 @@ class CheckpointEvaluation(Evaluation):
         if not self.checkpoints:
             raise EvaluationError(
                 f"{self.run_dir / 'adapter'} holds no checkpoint-*/ with an adapter: train with save_steps "
-                "(and save_total_limit: null to keep them all)"
+                "and a save_total_limit that keeps them (recipes/_base.yml keeps 100; Axolotl reads null as 4)"
             )
         self.engines = engines
 
@@ -188,9 +188,7 @@ class CheckpointEvaluation(Evaluation):
             model, adapter, merged = system.model, system.adapter, None
             if self.mode == "merged" and system.adapter:
                 merged = self.out_dir / "merged" / system.name
-                log.info("%s: merging into %s", system.name, merged)
-                qlora = self.run.get("adapter") == "qlora"
-                merge_adapter(self.run["base_model"], Path(adapter), merged, qlora, quantized_from(self.run))
+                self.merge(Path(adapter), merged)
                 model, adapter = str(merged), None
             per_request = self.backend_cls.adapters_per_request
             four_bit = quantized_from(self.run) if system.quantized else None

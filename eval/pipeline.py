@@ -244,12 +244,15 @@ class Evaluation:
         return [System("base", base, None), System("finetuned", base, str(self.adapter), quantized)]
 
     def merged_model(self) -> Path:
-        merged = self.merged_dir
-        if not (merged / "merge_check.json").exists():
-            log.info("merging the adapter into %s", merged)
-            qlora = self.run.get("adapter") == "qlora"
-            merge_adapter(self.run["base_model"], self.adapter, merged, qlora, quantized_from(self.run))
-        return merged
+        if not (self.merged_dir / "merge_check.json").exists():
+            self.merge(self.adapter, self.merged_dir)
+        return self.merged_dir
+
+    def merge(self, adapter: Path, out: Path) -> None:
+        """Merge ``adapter`` into the run's base as training saw it (QLoRA: the NF4 round trip)."""
+        log.info("merging %s into %s", adapter, out)
+        qlora = self.run.get("adapter") == "qlora"
+        merge_adapter(self.run["base_model"], adapter, out, qlora, quantized_from(self.run))
 
     # -- generate --------------------------------------------------------------------------
     def generate(self) -> dict:
