@@ -12,7 +12,8 @@ command -v "$python" >/dev/null || python=python3
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then gpu=1; else gpu=0; fi
 case "$which_env" in
-  train) reqs=requirements/train.txt; lock=requirements/train-cpu.lock ;;
+  train) if [ "$gpu" = 1 ]; then reqs=requirements/train-gpu.txt; else reqs=requirements/train.txt; fi
+         lock=requirements/train-cpu.lock ;;
   eval) if [ "$gpu" = 1 ]; then reqs=requirements/eval-gpu.txt; else reqs=requirements/eval-cpu.txt; fi
         lock=requirements/eval-cpu.lock ;;
   *) echo "unknown environment '$which_env': use train or eval" >&2; exit 2 ;;
@@ -23,7 +24,8 @@ constraints=()
 
 venv=.venv/$which_env
 stamp=$venv/.installed
-want=$(cat "$reqs" "$lock" pyproject.toml | sha256sum | cut -c1-16)
+included=(); [ "$reqs" = requirements/train-gpu.txt ] && included=(requirements/train.txt)
+want=$(cat "$reqs" "${included[@]}" "$lock" pyproject.toml | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

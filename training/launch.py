@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from training.paths import STRATEGIES
+from training.paths import REPO, STRATEGIES
 from training.recipe import RecipeError, deep_merge
 
 # trainer name -> the module that trains a resolved config.yml
@@ -37,8 +37,17 @@ def strategy_names() -> list[str]:
     return sorted(p.stem for p in STRATEGIES.glob("*.yml"))
 
 
-# strategy -> (module it needs, the pinned package that provides it)
-STRATEGY_PACKAGES = {"zero2": ("deepspeed", "deepspeed==0.19.8"), "zero3": ("deepspeed", "deepspeed==0.19.8")}
+# strategy -> the package it needs, pinned in the GPU training requirements
+STRATEGY_PACKAGES = {"zero2": "deepspeed", "zero3": "deepspeed"}
+GPU_REQUIREMENTS = REPO / "requirements" / "train-gpu.txt"
+
+
+def pinned(package: str) -> str:
+    """``package==version`` as requirements/train-gpu.txt pins it."""
+    for line in GPU_REQUIREMENTS.read_text().splitlines():
+        if line.split("#")[0].strip().startswith(f"{package}=="):
+            return line.split("#")[0].strip()
+    raise RecipeError(f"{GPU_REQUIREMENTS} does not pin {package}")
 
 # FSDP shards parameters as DTensors, which bitsandbytes' 8-bit/paged optimizers cannot update
 FSDP_OPTIMIZERS = {
@@ -58,11 +67,11 @@ def apply_strategy(config: dict, strategy: str | None) -> tuple[dict, list[str]]
         raise RecipeError(
             f"no multi-GPU strategy '{strategy}': choose one of {', '.join(strategy_names())} (recipes/distributed/)"
         )
-    module, package = STRATEGY_PACKAGES.get(strategy, (None, None))
-    if module and importlib.util.find_spec(module) is None:
+    package = STRATEGY_PACKAGES.get(strategy)
+    if package and importlib.util.find_spec(package) is None:
         raise RecipeError(
-            f"STRATEGY={strategy} needs {module}, which this environment lacks: "
-            f".venv/train/bin/pip install {package} (on the GPU machine that trains)"
+            f"STRATEGY={strategy} needs {package}, which this environment lacks: "
+            f".venv/train/bin/pip install {pinned(package)} (make setup installs it on a machine with a GPU)"
         )
     config = deep_merge(config, yaml.safe_load(path.read_text()))
     changes = []

@@ -1,14 +1,19 @@
-"""Save a Llama-3-8B-shaped checkpoint with RANDOM weights, for GPU proofs of the recipes.
+"""Save a model of a real architecture with RANDOM weights, for GPU proofs of the recipes.
 
-Why: Meta's Llama-3 weights are gated (and an air-gapped node cannot download them), but
-memory use, speed and whether the QLoRA path (bitsandbytes NF4 + LoRA + Axolotl) works at
-all depend only on the model's shapes, dtypes and tokenizer, not on the weight values. The
-loss of such a model starts near ln(vocab) ~ 11.8 and says nothing about summary quality.
+Why: the real weights are gated or large (and an air-gapped node cannot download them), but
+memory use, speed and whether a training path (bitsandbytes 4/8-bit, LoRA, FSDP, ZeRO)
+works at all depend only on the model's shapes, dtypes and tokenizer, not on the weight
+values. The loss of such a model starts near ln(vocab) and says nothing about quality.
 
-The weights are created in bf16 directly on the GPU (a CPU init of 8B parameters takes
-minutes), then saved as sharded safetensors with the tokenizer files beside them.
+The shape comes from a ``config.json`` folder (the Llama-3 tokenizer package ships
+Llama-3-8B's) or from ``training/model_shapes/<name>.json``, the published config.json
+values of the other recipes' models. The tokenizer may be a stand-in where the real one is
+not at hand: the vocabulary then grows to cover it (never shrinks), and ``random_model.json``
+in the output records both sizes. The weights are created in bf16 on the GPU when there is
+one (a CPU init of 8B parameters takes minutes) and saved as sharded safetensors.
 
     python scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out .cache/models/llama3-8b-random
+    python scripts/make_random_model.py --shape llama-2-7b --tokenizer-dir .cache/models/SmolLM2-135M-Instruct --out ...
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import shutil
 import time
 from pathlib import Path
 
+SHAPES = Path(__file__).parent / "model_shapes"
+
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -26,49 +33,107 @@ TOKENIZER_FILES = (
     "special_tokens_map.json",
 )
 
-
-# A 2-layer model of the same family and tokenizer: a one-minute smoke test of the whole path.
+# The same family shrunk to 2 layers: a one-minute smoke test of the whole path.
 TINY = {
-    "hidden_size": 256,
-    "intermediate_size": 512,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 64,
+    "llama": {
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+    },
+    "phi": {
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+    },
+    "t5": {"d_model": 256, "d_ff": 512, "d_kv": 64, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2},
 }
 
 
+def shape_names() -> list[str]:
+    return sorted(p.stem for p in SHAPES.glob("*.json"))
+
+
+def load_config(config_dir: Path | None, shape: str | None, tiny: bool):
+    """The model config of a folder's config.json or of a shipped shape, shrunk if ``tiny``."""
+    from transformers import AutoConfig
+
+    if shape:
+        path = SHAPES / f"{shape}.json"
+        if not path.exists():
+            raise SystemExit(f"no model shape '{shape}': choose one of {', '.join(shape_names())}")
+        values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+        config = AutoConfig.for_model(values.pop("model_type"), **values)
+    else:
+        config = AutoConfig.from_pretrained(config_dir)
+    if tiny:
+        for key, value in TINY[config.model_type].items():
+            setattr(config, key, value)
+    return config
+
+
+def fit_tokenizer(config, tokenizer) -> dict:
+    """Grow the vocabulary to cover the tokenizer and take its special tokens."""
+    published = config.vocab_size
+    config.vocab_size = max(published, len(tokenizer))
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, name)
+        if value is not None:
+            setattr(config, name, value)
+    if config.is_encoder_decoder:  # T5 starts decoding from its pad token
+        config.decoder_start_token_id = tokenizer.pad_token_id
+    return {"published_vocab_size": published, "vocab_size": config.vocab_size}
+
+
 def make_random_model(
-    config_dir: Path, out: Path, seed: int = 0, tiny: bool = False, max_shard_size: str = "5GB"
+    out: Path,
+    config_dir: Path | None = None,
+    shape: str | None = None,
+    tokenizer_dir: Path | None = None,
+    seed: int = 0,
+    tiny: bool = False,
+    max_shard_size: str = "5GB",
 ) -> dict:
-    """Build the model described by ``config_dir/config.json`` (shrunk to ``TINY`` if asked)
-    with random bf16 weights and save it, with the tokenizer files of ``config_dir``, to
-    ``out``. Returns a summary."""
+    """Build the model of ``shape`` (or ``config_dir``'s config.json) with random bf16 weights
+    and save it, with the tokenizer files of ``tokenizer_dir`` (default ``config_dir``), to
+    ``out``. Returns the summary it also writes to ``out/random_model.json``."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     started = time.time()
-    config = AutoConfig.from_pretrained(config_dir, **(TINY if tiny else {}))
+    tokenizer_dir = tokenizer_dir or config_dir
+    if tokenizer_dir is None:
+        raise SystemExit("a --shape needs a --tokenizer-dir (the real tokenizer, or a stand-in)")
+    config = load_config(config_dir, shape, tiny)
+    vocab = fit_tokenizer(config, AutoTokenizer.from_pretrained(tokenizer_dir))
+    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(seed)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model = auto.from_config(config, dtype=torch.bfloat16)
     params = sum(p.numel() for p in model.parameters())
     built = time.time() - started
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, max_shard_size=max_shard_size)
     for name in TOKENIZER_FILES:
-        if (config_dir / name).exists():
-            shutil.copy(config_dir / name, out / name)
-    if (config_dir / "generation_config.json").exists():
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, out / name)
+    if config_dir and (config_dir / "generation_config.json").exists():
         shutil.copy(config_dir / "generation_config.json", out / "generation_config.json")
     summary = {
+        "shape": shape or str(config_dir),
+        "tokenizer": str(tokenizer_dir),
+        **vocab,
         "params": params,
         "device": device,
         "build_seconds": round(built, 1),
         "total_seconds": round(time.time() - started, 1),
-        "files": sorted(p.name for p in out.iterdir()),
     }
+    (out / "random_model.json").write_text(json.dumps(summary, indent=1) + "\n")
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -77,11 +142,13 @@ def make_random_model(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--config-dir", type=Path, required=True, help="folder with config.json and tokenizer files"
-    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-dir", type=Path, help="folder with config.json (and tokenizer files)")
+    source.add_argument("--shape", choices=shape_names(), help="a published config in training/model_shapes/")
+    parser.add_argument("--tokenizer-dir", type=Path, help="default: --config-dir")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true", help=f"shrink to {TINY} (smoke test)")
+    parser.add_argument("--tiny", action="store_true", help="shrink to 2 layers (smoke test)")
     args = parser.parse_args()
-    print(json.dumps(make_random_model(args.config_dir, args.out, args.seed, args.tiny), indent=1))
+    summary = make_random_model(args.out, args.config_dir, args.shape, args.tokenizer_dir, args.seed, args.tiny)
+    print(json.dumps(summary, indent=1))

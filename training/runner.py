@@ -26,6 +26,7 @@ from training.hardware import adapt_to_cpu
 from training.launch import Launch, apply_strategy, build_command
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, resolve
+from training.run_summary import one_line, summarize_training
 
 log = logging.getLogger("train")
 
@@ -193,6 +194,10 @@ def train(request: TrainRequest) -> int:
         )
         return result.returncode
     run_info["train_seconds"] = round(time.time() - started, 1)
+    summary = summarize_training(run_dir, request.launch.processes)
+    if summary:
+        run_info["training_summary"] = summary
+        log.info("measured: %s", one_line(summary))
     atomic.write_yaml(run_dir / "run.yml", run_info)
     atomic.write_text(run_dir / FINISHED, f"finished in {run_info['train_seconds']} s\n")
     print(f"adapter: {run_dir / 'adapter'} ({run_info['train_seconds']} s)")

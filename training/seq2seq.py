@@ -55,6 +55,32 @@ def read_rows(path: Path, fmt, max_len: int) -> list[dict]:
     return rows
 
 
+def timed(trainer_class):
+    """``trainer_class`` logging seconds per optimizer step and peak GPU memory under the
+    keys Axolotl uses, so ``training/run_summary.py`` reads both trainers alike."""
+    import time
+
+    import torch
+
+    from training.run_summary import PEAK_GIB, STEP_SECONDS
+
+    class Timed(trainer_class):
+        _since: float | None = None
+        _since_step = 0
+
+        def log(self, logs: dict, *args, **kwargs) -> None:
+            if "loss" in logs:
+                now, step = time.perf_counter(), self.state.global_step
+                if self._since is not None and step > self._since_step:
+                    logs[STEP_SECONDS] = round((now - self._since) / (step - self._since_step), 4)
+                self._since, self._since_step = now, step
+                if torch.cuda.is_available():
+                    logs[PEAK_GIB] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            super().log(logs, *args, **kwargs)
+
+    return Timed
+
+
 def main(config_file: str) -> int:
     import torch
     from datasets import Dataset
@@ -120,7 +146,7 @@ def main(config_file: str) -> int:
         remove_unused_columns=False,
         **fields,
     )
-    trainer = Seq2SeqTrainer(
+    trainer = timed(Seq2SeqTrainer)(
         model=model,
         args=args,
         train_dataset=train,
