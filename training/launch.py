@@ -49,6 +49,7 @@ def pinned(package: str) -> str:
             return line.split("#")[0].strip()
     raise RecipeError(f"{GPU_REQUIREMENTS} does not pin {package}")
 
+
 # FSDP shards parameters as DTensors, which bitsandbytes' 8-bit/paged optimizers cannot update
 FSDP_OPTIMIZERS = {
     "paged_adamw_8bit": "adamw_torch_fused",

@@ -150,5 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="shrink to 2 layers (smoke test)")
     args = parser.parse_args()
-    summary = make_random_model(args.out, args.config_dir, args.shape, args.tokenizer_dir, args.seed, args.tiny)
+    summary = make_random_model(
+        args.out, args.config_dir, args.shape, args.tokenizer_dir, args.seed, args.tiny
+    )
     print(json.dumps(summary, indent=1))

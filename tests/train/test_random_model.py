@@ -40,4 +40,6 @@ def test_a_tiny_t5_is_saved_with_its_tokenizer_and_record(tmp_path, smollm2_dir)
     config = AutoConfig.from_pretrained(out)
     assert config.model_type == "t5" and config.num_layers == 2 and config.vocab_size == 49152
     assert AutoModelForSeq2SeqLM.from_pretrained(out).num_parameters() == summary["params"]
-    assert AutoTokenizer.from_pretrained(out).vocab_size == AutoTokenizer.from_pretrained(smollm2_dir).vocab_size
+    assert (
+        AutoTokenizer.from_pretrained(out).vocab_size == AutoTokenizer.from_pretrained(smollm2_dir).vocab_size
+    )
