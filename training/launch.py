@@ -85,6 +85,19 @@ def apply_strategy(config: dict, strategy: str | None) -> tuple[dict, list[str]]
     return config, changes
 
 
+def pin_single_process(launch: Launch, gpu_count: int, env: dict) -> dict[str, str]:
+    """Environment for a one-process run on a machine with several GPUs: GPU 0 only.
+
+    Why: one process that sees several GPUs makes Axolotl (and the seq2seq trainer) split
+    the model over them with ``device_map: auto``; that is slower than one GPU for every
+    recipe here, and Axolotl's LoRA kernels fail on it ("mat2 is on cuda:1"). A user who
+    chose devices with CUDA_VISIBLE_DEVICES keeps them.
+    """
+    if launch.processes > 1 or gpu_count < 2 or "CUDA_VISIBLE_DEVICES" in env:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": "0"}
+
+
 def build_command(config_file: str, trainer: str, launch: Launch = Launch()) -> list[str]:
     """One process: plain python. Several: ``accelerate launch``, the path Axolotl documents;
     DDP/FSDP/DeepSpeed come from the keys the strategy put into the config."""

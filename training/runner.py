@@ -23,7 +23,7 @@ from datasets_fmt import atomic
 from datasets_fmt.records import DataError
 from training.checks import check_against_model, check_values, validate
 from training.hardware import adapt_to_cpu
-from training.launch import Launch, apply_strategy, build_command
+from training.launch import Launch, apply_strategy, build_command, pin_single_process
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, resolve
 from training.run_summary import one_line, summarize_training
@@ -138,6 +138,13 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
         log.info("%s: %s", strategy, change)
     attach_run_paths(resolved, run_dir)
     cuda = torch.cuda.is_available()
+    pinned = pin_single_process(request.launch, torch.cuda.device_count() if cuda else 0, os.environ)
+    if pinned:
+        log.info(
+            "%d GPUs and GPUS=1: training on GPU 0 (GPUS=%d uses them all; CUDA_VISIBLE_DEVICES picks others)",
+            torch.cuda.device_count(),
+            torch.cuda.device_count(),
+        )
     changes = [] if cuda else adapt_to_cpu(resolved.config)
     for change in changes:
         log.info("no GPU: %s", change)
@@ -156,6 +163,7 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
         "hardware": "cuda" if cuda else "cpu",
         "strategy": strategy,
         "strategy_adjustments": strategy_changes,
+        "environment": pinned,
         "cpu_adjustments": changes,
         "data_check": data_report,
     }
@@ -179,6 +187,7 @@ def train(request: TrainRequest) -> int:
     cmd = build_command(str(run_dir / "config.yml"), resolved.project["trainer"], request.launch)
     env = {
         **os.environ,
+        **run_info["environment"],
         "AXOLOTL_DO_NOT_TRACK": "1",
         # the trainer process imports the prompt strategies (datasets_fmt) from this repo
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),

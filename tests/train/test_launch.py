@@ -1,15 +1,16 @@
 """The command `make train` starts: one process, several GPUs, several machines; and every
 multi-GPU strategy file passes Axolotl's schema with the recipes it is written for."""
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from training import launch
+from training import launch, runner
 from training.checks import validate
-from training.launch import Launch, apply_strategy, build_command, strategy_names
+from training.launch import Launch, apply_strategy, build_command, pin_single_process, strategy_names
 from training.paths import STRATEGIES
 from training.recipe import RecipeError, resolve
 from training.runner import attach_run_paths
@@ -90,3 +91,26 @@ def test_strategy_files_pass_the_schema_with_their_recipes(strategy, recipe, mon
         assert resolved.config[key] == value  # the strategy's settings are in the run's config
     attach_run_paths(resolved, Path("/tmp/run"))
     validate(resolved)
+
+
+def test_one_process_on_a_machine_of_several_gpus_trains_on_gpu_0():
+    assert pin_single_process(Launch(gpus=1), gpu_count=2, env={}) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert pin_single_process(Launch(gpus=1), gpu_count=1, env={}) == {}
+    assert pin_single_process(Launch(gpus=2), gpu_count=2, env={}) == {}
+    assert pin_single_process(Launch(gpus=1), gpu_count=4, env={"CUDA_VISIBLE_DEVICES": "2,3"}) == {}
+
+
+def test_the_trainer_process_gets_the_pinned_device(monkeypatch, tmp_path):
+    resolved = resolve("smollm2-dialogsum")
+    run_info = {"environment": {"CUDA_VISIBLE_DEVICES": "0"}}
+    monkeypatch.setattr(runner, "check", lambda request: (resolved, tmp_path, run_info))
+    seen = {}
+
+    def fake_run(cmd, env, cwd):
+        seen.update(env)
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert runner.train(runner.TrainRequest("smollm2-dialogsum")) == 1
+    assert seen["CUDA_VISIBLE_DEVICES"] == "0"
