@@ -17,6 +17,7 @@ from eval.checkpoint_report import checkpoint_plot, checkpoint_table
 from eval.hardware import hardware
 from eval.metrics import AGGREGATES
 from eval.render import Code, Image, Item, Report, Section, Table, Text, png_of, to_html, to_markdown
+from training.run_summary import newest_trainer_state
 
 SYSTEMS = ("base", "finetuned")
 LABELS = {"base": "base", "finetuned": "fine-tuned"}
@@ -65,13 +66,10 @@ def length_stats(rows: list[dict]) -> dict:
 
 def loss_history(run_dir: Path) -> list[dict]:
     """Training/validation loss from the newest checkpoint's trainer_state.json."""
-    states = sorted(
-        (run_dir / "adapter").glob("checkpoint-*/trainer_state.json"),
-        key=lambda p: int(p.parent.name.split("-")[1]),
-    )
-    if not states:
+    state = newest_trainer_state(run_dir)
+    if state is None:
         return []
-    return [h for h in json.loads(states[-1].read_text())["log_history"] if "loss" in h or "eval_loss" in h]
+    return [h for h in state["log_history"] if "loss" in h or "eval_loss" in h]
 
 
 def plots(result: dict, rows: list[dict], history: list[dict]) -> dict[str, bytes]:
