@@ -101,10 +101,10 @@ bench-train: env-train model
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts
 # of at most PART_SIZE, built here; installed there with no network. Needs only python3 + pip.
-#   make bundle REQS=requirements/train.txt HAVE=node-freeze.txt DATA="path/to/data" PART_SIZE=2G
+#   make bundle REQS=requirements/train-gpu.txt HAVE=node-freeze.txt DATA="path/to/data" PART_SIZE=2G
 #   make bundle-install BUNDLE=bundle          (on the node)
 bundle:
-	PYTHONPATH=. python3 scripts/bundle.py build --out $(or $(OUT),bundle) -r $(or $(REQS),requirements/train.txt) \
+	PYTHONPATH=. python3 scripts/bundle.py build --out $(or $(OUT),bundle) -r $(or $(REQS),requirements/train-gpu.txt) \
 	  --python-version $(or $(PYTHON_VERSION),3.12) --part-size $(or $(PART_SIZE),2G) $(if $(HAVE),--have $(HAVE)) \
 	  $(foreach d,$(DATA),--data $(d)) $(foreach m,$(MODELS),--model $(m))
 
