@@ -138,12 +138,13 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
         log.info("%s: %s", strategy, change)
     attach_run_paths(resolved, run_dir)
     cuda = torch.cuda.is_available()
-    pinned = pin_single_process(request.launch, torch.cuda.device_count() if cuda else 0, os.environ)
+    gpus = torch.cuda.device_count() if cuda else 0
+    pinned = pin_single_process(request.launch, gpus, os.environ)
     if pinned:
         log.info(
             "%d GPUs and GPUS=1: training on GPU 0 (GPUS=%d uses them all; CUDA_VISIBLE_DEVICES picks others)",
-            torch.cuda.device_count(),
-            torch.cuda.device_count(),
+            gpus,
+            gpus,
         )
     changes = [] if cuda else adapt_to_cpu(resolved.config)
     for change in changes:
