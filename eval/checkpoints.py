@@ -31,6 +31,7 @@ from eval.checkpoint_paths import OUT_NAME, find_checkpoints
 from eval.checkpoint_report import checkpoint_report
 from eval.metrics import summarize
 from eval.pipeline import EvalRequest, Evaluation, EvaluationError, System, keep_log_visible, run_system
+from eval.predictions import PartialPredictions
 from eval.render import to_html, to_markdown
 from eval.report import loss_history
 from training.merge import quantized_from
@@ -39,6 +40,7 @@ log = logging.getLogger("evaluate")
 ENGINES = ("auto", "shared", "per-checkpoint")
 SUBSET_SEED = 0  # LIMIT=N scores the same N validation items for every checkpoint and run
 MAX_LORAS = 8  # adapters in one batch; vLLM swaps in further ones from its CPU cache
+RUN_SPECIFIC = ("adapter", "adapter_trained")  # fingerprint keys the base's generations do not depend on
 
 
 def loss_at_steps(run_dir: Path, steps: list[int]) -> dict[int, dict]:
@@ -61,9 +63,10 @@ def best_of(rows: list[dict], key: str) -> dict:
 class CheckpointEvaluation(Evaluation):
     """The evaluation of one run, with its checkpoints as the systems."""
 
-    def __init__(self, request: EvalRequest, engines: str = "auto"):
+    def __init__(self, request: EvalRequest, engines: str = "auto", base_from: Path | None = None):
         super().__init__(request)
         self.out_dir = (request.out_dir or self.run_dir / OUT_NAME).resolve()
+        self.base_from = base_from
         self.checkpoints = find_checkpoints(self.run_dir)
         if not self.checkpoints:
             raise EvaluationError(
@@ -113,6 +116,27 @@ class CheckpointEvaluation(Evaluation):
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "split": self.settings()["split"]}
+
+    def open_partials(self) -> dict[str, PartialPredictions]:
+        partials = super().open_partials()
+        if self.base_from and not partials["base"].done:
+            self.take_base(self.base_from.resolve(), partials["base"])
+        return partials
+
+    def take_base(self, source: Path, base: PartialPredictions) -> None:
+        """Copy the base's generations from another run's checkpoint evaluation when everything
+        that shapes them matches: a sweep's points share one base, so it is generated once."""
+        settings = source / "settings.json"
+        if source == self.out_dir or not settings.exists():
+            return
+        theirs, ours = json.loads(settings.read_text()), self.fingerprint()
+        if any(theirs.get(k) != v for k, v in ours.items() if k not in RUN_SPECIFIC):
+            log.info("base: %s was generated under other settings; generating it here", source)
+            return
+        rows = PartialPredictions(source / "base.partial.jsonl").done
+        wanted = [rows[ex.id] for ex in self.examples if ex.id in rows]
+        base.append(wanted)
+        log.info("base: %d of %d generations taken from %s", len(wanted), len(self.examples), source)
 
     def checkpoint_systems(self) -> list[System]:
         base = self.run["base_model"]
@@ -284,9 +308,9 @@ class CheckpointEvaluation(Evaluation):
         return written
 
 
-def evaluate_checkpoints(request: EvalRequest, engines: str = "auto") -> int:
+def evaluate_checkpoints(request: EvalRequest, engines: str = "auto", base_from: Path | None = None) -> int:
     try:
-        evaluation = CheckpointEvaluation(request, engines)
+        evaluation = CheckpointEvaluation(request, engines, base_from)
         evaluation.setup()
     except (EvaluationError, DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
@@ -299,11 +323,11 @@ def evaluate_checkpoints(request: EvalRequest, engines: str = "auto") -> int:
     return 0
 
 
-def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str]:
+def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, Path | None]:
     parser = argparse.ArgumentParser(description="Score every checkpoint of a run by generation + ROUGE.")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", type=Path)
-    parser.add_argument("--limit", type=int, help="score the first N items of the split")
+    parser.add_argument("--limit", type=int, help="score a fixed seeded sample of N items of the split")
     parser.add_argument("--split", help="default: the recipe's data.validation_split")
     parser.add_argument("--backend", help="vllm | hf")
     parser.add_argument("--adapter-mode", choices=ADAPTER_MODES)
@@ -315,11 +339,16 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str]:
     )
     parser.add_argument("--data-dir", help="override where the evaluation data lives")
     parser.add_argument("--out-dir", type=Path, help=f"default: <run-dir>/{OUT_NAME}")
+    parser.add_argument(
+        "--base-from",
+        type=Path,
+        help="another run's checkpoint evaluation folder: reuse its base generations where the settings match",
+    )
     parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
     args = vars(parser.parse_args(argv))
-    engines = args.pop("engines")
-    return EvalRequest(**args), engines
+    engines, base_from = args.pop("engines"), args.pop("base_from")
+    return EvalRequest(**args), engines, base_from
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,6 +79,25 @@ def test_every_checkpoint_is_scored_on_validation_and_best_is_evaluated_on_test(
     assert "Checkpoints (validation ROUGE)" in (out / "report.md").read_text()
 
 
+def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(checkpoint_run, tmp_path):
+    first = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3)
+    assert evaluate_checkpoints(first) == 0
+    source = checkpoint_run / "eval-checkpoints"
+    rows = [json.loads(line) for line in (source / "base.partial.jsonl").read_text().splitlines()]
+    marked = "\n".join(json.dumps({**r, "text": "from the first run"}) for r in rows) + "\n"
+    (source / "base.partial.jsonl").write_text(marked)  # proves the copy is used, not regenerated
+
+    same = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "same")
+    assert evaluate_checkpoints(same, base_from=source) == 0
+    assert set(texts_of(checkpoint_run, tmp_path / "same")["base"]) == {"from the first run"}
+
+    other = EvalRequest(
+        "tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "other", deterministic=True
+    )
+    assert evaluate_checkpoints(other, base_from=source) == 0  # other settings: generated here
+    assert "from the first run" not in texts_of(checkpoint_run, tmp_path / "other")["base"]
+
+
 @pytest.mark.slow
 def test_one_vllm_engine_serves_every_checkpoint_as_its_own_adapter(checkpoint_run):
     """Requests of both checkpoints share one engine's batches and each gets its own adapter:

@@ -40,6 +40,7 @@ def test_a_sweep_trains_scores_reports_and_resumes(tmp_path, tiny_llama):
         assert steps == [0, 1, 2] and point["best_checkpoint"] in ("checkpoint-1", "checkpoint-2")
         assert all(c["eval_loss"] is not None for c in point["checkpoints"][1:])
     runs = {p.name: sweep.run_dir(p) for p in sweep.points}
+    assert "base: 3 of 3 generations taken from" in (runs["learning_rate-1e-3"] / "score.log").read_text()
     assert yaml.safe_load((runs["learning_rate-1e-3"] / "config.yml").read_text())["learning_rate"] == 0.001
     best = max(summary["points"], key=lambda p: p["best_scores"]["rouge1"]["mean"])
     assert summary["best"]["point"] == best["point"]
