@@ -92,12 +92,14 @@ bench-tokenize: env-train model
 bench-eval: env-eval model
 	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
 
-# GPU: a plain QLoRA loop vs the llama3-dialogsum recipe, same data, one run. The
+# GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
+# llama3-dialogsum recipe in both memory modes, same data, one run. The
 # default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
 BENCH_MODEL ?= .cache/models/llama3-8b-random
 bench-train: env-train model
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_train.py all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) --variant default:
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_train.py all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
+	  --variant default: --variant "gc:gradient_checkpointing=true"
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts
 # of at most PART_SIZE, built here; installed there with no network. Needs only python3 + pip.

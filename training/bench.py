@@ -5,20 +5,23 @@ bitsandbytes loop such a fine-tune usually starts from, without changing what is
 prompt format (``datasets_fmt``) and data, and reports real (non-pad) tokens/s, padding
 share, step time, peak GPU memory and the share of the bf16 matmul ceiling.
 
-- ``baseline``: plain transformers + PEFT + bitsandbytes: 4-bit NF4
-  (double quant, bf16 compute), ``prepare_model_for_kbit_training``, LoRA r8/alpha32 on
-  q,k,v,o, gradient checkpointing, 4 random dialogues per step padded to the longest,
-  paged AdamW 8-bit, lr 2e-4. A hand-written loop, timed per optimizer step.
+- ``baseline``: plain transformers + PEFT + bitsandbytes: 4-bit NF4 (double quant, bf16
+  compute), ``prepare_model_for_kbit_training``, gradient checkpointing, paged AdamW 8-bit,
+  lr 2e-4. A hand-written loop, timed per optimizer step, in two shapes: the notes' (LoRA
+  r8/alpha32 on q,k,v,o, 4 random dialogues a step padded to the longest) and, with
+  ``--packed``, the recipe's (its LoRA shape and packed rows, dialogues kept apart by a
+  block-diagonal mask: training/plain_packing.py), so that the table separates what packing
+  and batching give from what the recipe's kernels give.
 - ``recipe``: ``scripts/train.py llama3-dialogsum`` (Axolotl) with extra overrides. The
   plugin :class:`BenchMeter` (loaded by Axolotl through ``plugins:``) counts the non-pad
   tokens of every packed micro-batch, times each optimizer step, records the loss curve and,
   once, checks that packed samples do not see each other (per-sample loss packed vs. alone).
-- ``all``: baseline, then each recipe variant (a subprocess each), then ``table``.
+- ``all``: both baselines, then each recipe variant (a subprocess each), then ``table``.
 
 On a GPU machine: ``make bench-train`` (a random-weight Llama-3-8B, see
 training/random_model.py), or directly:
     python scripts/bench_train.py all --model .cache/models/llama3-8b-random --data-dir DIR \
-        --out runs/bench-train --variant default: --variant "nogc:gradient_checkpointing=false"
+        --out runs/bench-train --variant default: --variant "gc:gradient_checkpointing=true"
 """
 
 from __future__ import annotations
@@ -86,10 +89,10 @@ def fix_pad_token(model_dir: Path, pad: str) -> None:
         tok_file.write_text(json.dumps(tok, ensure_ascii=False))
 
 
-def resolved_recipe() -> dict:
+def resolved_recipe(overrides: list[str] = ()) -> dict:
     from training.recipe import resolve
 
-    return resolve(RECIPE).config
+    return resolve(RECIPE, list(overrides)).config
 
 
 def recipe_pad_token() -> str:
@@ -103,7 +106,80 @@ def plugins_override() -> str:
 
 
 # -- baseline: the plain loop --------------------------------------------------------------
-def run_baseline(model_dir: Path, data_dir: Path, steps: int, warmup: int, batch: int, seed: int) -> dict:
+BASELINE_LORA = {
+    "r": 8,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": ["q_proj", "o_proj", "k_proj", "v_proj"],
+}
+BASELINE_BATCH = 4  # dialogues a step, padded to the longest
+
+
+def recipe_lora(overrides: list[str] = ()) -> dict:
+    """The recipe's adapter shape (every linear layer), for the packed baseline and the table."""
+    cfg = resolved_recipe(overrides)
+    if not cfg.get("lora_target_linear"):
+        raise ValueError(
+            f"{RECIPE}: the packed baseline copies an all-linear adapter (lora_target_linear: true)"
+        )
+    return {
+        "r": cfg["lora_r"],
+        "lora_alpha": cfg["lora_alpha"],
+        "lora_dropout": cfg["lora_dropout"],
+        "target_modules": "all-linear",
+    }
+
+
+MicroBatch = tuple[dict, int]  # model inputs, real (non-pad) tokens
+
+
+def padded_steps(encodings: list, steps: int, pad_id: int) -> list[list[MicroBatch]]:
+    """The notes' loop: BASELINE_BATCH dialogues a step, right-padded to the longest."""
+    import torch
+
+    out = []
+    for step in range(steps):
+        encs = encodings[step * BASELINE_BATCH : (step + 1) * BASELINE_BATCH]
+        width = max(len(e.input_ids) for e in encs)
+        ids = torch.full((len(encs), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(encs), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(encs), width), dtype=torch.long)
+        for row, e in enumerate(encs):
+            n = len(e.input_ids)
+            ids[row, :n] = torch.tensor(e.input_ids)
+            labels[row, :n] = torch.tensor(e.labels)
+            mask[row, :n] = 1
+        out.append([({"input_ids": ids, "labels": labels, "attention_mask": mask}, int(mask.sum()))])
+    return out
+
+
+def packed_steps(encodings: list, steps: int, pad_id: int) -> list[list[MicroBatch]]:
+    """The recipe's shape: micro_batch_size packed rows of sequence_len, accumulated
+    gradient_accumulation_steps times a step; dialogues isolated by a block-diagonal mask."""
+    from training.plain_packing import collate_packed, pack_first_fit
+
+    cfg = resolved_recipe()
+    width, micro, accum = cfg["sequence_len"], cfg["micro_batch_size"], cfg["gradient_accumulation_steps"]
+    rows = pack_first_fit(encodings, width)
+    need = steps * micro * accum
+    if len(rows) < need + 1:  # the last row is rarely full
+        raise ValueError(
+            f"{len(encodings)} dialogues fill {len(rows)} rows; {need} are needed: use more data"
+        )
+    steps_rows = [
+        [rows[(s * accum + m) * micro : (s * accum + m + 1) * micro] for m in range(accum)]
+        for s in range(steps)
+    ]
+    return [
+        [(collate_packed(mb, width, pad_id), sum(len(e.input_ids) for row in mb for e in row)) for mb in step]
+        for step in steps_rows
+    ]
+
+
+def run_baseline(model_dir: Path, data_dir: Path, steps: int, warmup: int, packed: bool, seed: int) -> dict:
+    """A hand-written transformers + PEFT + bitsandbytes loop, timed per optimizer step:
+    the notes' shape (LoRA r8 on q/k/v/o, padded dialogues) or, ``packed``, the recipe's
+    (its LoRA shape, its packed rows and tokens a step)."""
     import bitsandbytes as bnb
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -115,7 +191,14 @@ def run_baseline(model_dir: Path, data_dir: Path, steps: int, warmup: int, batch
     tok = AutoTokenizer.from_pretrained(model_dir)
     fmt = get_format("chat", tok)
     examples = load_examples("dialogsum", "train", str(data_dir)).examples
-    picks = random.Random(seed).sample(range(len(examples)), steps * batch)
+    order = random.Random(seed).sample(range(len(examples)), len(examples))
+    if packed:
+        width = resolved_recipe()["sequence_len"]
+        batches = packed_steps([fmt.encode_train(examples[i], width) for i in order], steps, tok.pad_token_id)
+    else:
+        encodings = [fmt.encode_train(examples[i], 2048) for i in order[: steps * BASELINE_BATCH]]
+        batches = padded_steps(encodings, steps, tok.pad_token_id)
+    lora = recipe_lora() if packed else BASELINE_LORA
     started = time.time()
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
@@ -125,55 +208,44 @@ def run_baseline(model_dir: Path, data_dir: Path, steps: int, warmup: int, batch
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=torch.bfloat16,
         ),
+        attn_implementation="sdpa",
         device_map={"": 0},
     )
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    lora = LoraConfig(
-        r=8,
-        lora_alpha=32,
-        target_modules=["q_proj", "o_proj", "k_proj", "v_proj"],
-        lora_dropout=0.05,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, LoraConfig(**lora, bias="none", task_type="CAUSAL_LM"))
     load_s = time.time() - started
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = bnb.optim.PagedAdamW8bit(trainable, lr=2e-4, weight_decay=0.001)
     model.train()
     torch.cuda.reset_peak_memory_stats()
     records = []
-    for step in range(steps):
-        encs = [fmt.encode_train(examples[i], 2048) for i in picks[step * batch : (step + 1) * batch]]
-        width = max(len(e.input_ids) for e in encs)
-        ids = torch.full((batch, width), tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((batch, width), -100, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for row, e in enumerate(encs):  # right padding, as a plain collator does
-            n = len(e.input_ids)
-            ids[row, :n] = torch.tensor(e.input_ids)
-            labels[row, :n] = torch.tensor(e.labels)
-            mask[row, :n] = 1
+    for micro_batches in batches:
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = model(input_ids=ids.cuda(), attention_mask=mask.cuda(), labels=labels.cuda())
-        out.loss.backward()
+        losses = []
+        for mb, _ in micro_batches:
+            out = model(**{k: v.cuda() for k, v in mb.items()})
+            (out.loss / len(micro_batches)).backward()
+            losses.append(out.loss.detach())
         torch.nn.utils.clip_grad_norm_(trainable, 0.3)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss = out.loss.item()
+        loss = float(torch.stack(losses).mean())
         torch.cuda.synchronize()
         records.append(
             {
                 "seconds": time.perf_counter() - t0,
-                "real": int(mask.sum()),
-                "positions": batch * width,
+                "real": sum(real for _, real in micro_batches),
+                "positions": sum(mb["input_ids"].numel() for mb, _ in micro_batches),
                 "loss": loss,
             }
         )
+    target = "all linear" if packed else "q,k,v,o"
+    shape = "packed rows as the recipe" if packed else f"{BASELINE_BATCH} dialogues padded to the longest"
     return {
-        "name": "baseline",
-        "what": "transformers+PEFT+bnb, LoRA r8 qkvo, batch 4 padded to longest, GC",
+        "name": "baseline_packed" if packed else "baseline",
+        "what": f"transformers+PEFT+bnb, LoRA r{lora['r']} {target}, {shape}, GC",
+        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, {target}",
         "len_tokenizer": len(tok),
         "pad_token_id": tok.pad_token_id,
         "trainable_params": sum(p.numel() for p in trainable),
@@ -368,8 +440,10 @@ def run_recipe(
     part = Path(str(json_file) + ".partial")
     partial = json.loads(part.read_text()) if part.exists() else None
     part.unlink(missing_ok=True)
+    lora = recipe_lora(overrides)
     result: dict[str, Any] = {
         "name": name,
+        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, all linear",
         "overrides": overrides,
         "rc": rc,
         "wall_seconds": round(time.time() - started, 1),
@@ -394,25 +468,48 @@ def table(results: list[dict], warmup: int) -> str:
     base = next((r for r in results if r["name"] == "baseline" and "real_tokens_per_s" in r), None)
     ref = next((r for r in results if r["name"] == "default" and "steps" in r), None)
     lines = [
-        "| run | real tok/s | x baseline | padding | step s | real tok/step | peak alloc GiB | ceiling | max |dloss| vs default |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | LoRA | real tok/s | x baseline | padding | step s | real tok/step | peak alloc GiB | ceiling | max |dloss| vs default |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         if not r.get("real_tokens_per_s"):
-            lines.append(f"| {r['name']} | failed (rc {r.get('rc')}) | | | | | | | |")
+            lines.append(f"| {r['name']} | {r.get('lora', '')} | failed (rc {r.get('rc')}) | | | | | | | |")
             continue
         ratio = r["real_tokens_per_s"] / base["real_tokens_per_s"] if base else float("nan")
         dloss = "-"
-        if ref and r["name"] not in ("baseline", "default"):
+        if ref and r["name"] != "default" and not r["name"].startswith("baseline"):
             pairs = [(a.get("loss"), b.get("loss")) for a, b in zip(r["steps"], ref["steps"], strict=False)]
             diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
             dloss = f"{max(diffs):.4f} ({len(diffs)} steps)" if diffs else "-"
         lines.append(
-            f"| {r['name']} | {r['real_tokens_per_s']:,.0f} | {ratio:.2f} | {r['padding_share']:.1%} | "
+            f"| {r['name']} | {r.get('lora', '')} | {r['real_tokens_per_s']:,.0f} | {ratio:.2f} | {r['padding_share']:.1%} | "
             f"{r['step_seconds']:.3f} | {r['real_tokens_per_step']:,.0f} | {r['peak_allocated_gib']:.2f} | "
             f"{r['ceiling_share']:.1%} | {dloss} |"
         )
     return "\n".join(lines)
+
+
+def run_baseline_process(a: argparse.Namespace, packed: bool) -> tuple[str, int | str]:
+    """The baseline in its own process, so that its GPU memory is gone before the recipe runs."""
+    name = "baseline_packed" if packed else "baseline"
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.bench",
+        "baseline",
+        "--model",
+        str(a.model),
+        "--data-dir",
+        str(a.data_dir),
+    ]
+    cmd += ["--out", str(a.out), "--baseline-steps", str(a.baseline_steps), "--warmup", str(a.warmup)]
+    with (a.out / f"{name}.log").open("w") as fh:
+        try:
+            return name, subprocess.run(
+                [*cmd, *(["--packed"] if packed else [])], stdout=fh, stderr=subprocess.STDOUT, timeout=300
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return name, "timeout"
 
 
 def main() -> int:
@@ -426,6 +523,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2, help="steps left out of the steady state")
     p.add_argument("--timeout", type=int, default=170, help="seconds per recipe run")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--packed", action="store_true", help="baseline: the recipe's LoRA shape and packed rows")
     p.add_argument(
         "--variant",
         action="append",
@@ -435,38 +533,15 @@ def main() -> int:
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.mode == "baseline":
-        res = run_baseline(a.model, a.data_dir, a.baseline_steps, a.warmup, 4, 0)
-        (a.out / "baseline.json").write_text(json.dumps(res, indent=1))
+        res = run_baseline(a.model, a.data_dir, a.baseline_steps, a.warmup, a.packed, 0)
+        (a.out / f"{res['name']}.json").write_text(json.dumps(res, indent=1))
         return 0
     if a.mode == "all":
         fix_pad_token(a.model, recipe_pad_token())
         if not a.skip_baseline:
-            with (a.out / "baseline.log").open("w") as fh:
-                try:
-                    rc = subprocess.run(
-                        [
-                            sys.executable,
-                            "-m",
-                            "training.bench",
-                            "baseline",
-                            "--model",
-                            str(a.model),
-                            "--data-dir",
-                            str(a.data_dir),
-                            "--out",
-                            str(a.out),
-                            "--baseline-steps",
-                            str(a.baseline_steps),
-                            "--warmup",
-                            str(a.warmup),
-                        ],
-                        stdout=fh,
-                        stderr=subprocess.STDOUT,
-                        timeout=300,
-                    ).returncode
-                except subprocess.TimeoutExpired:
-                    rc = "timeout"
-            print(f"baseline: rc={rc}", flush=True)
+            for packed in (False, True):
+                name, rc = run_baseline_process(a, packed)
+                print(f"{name}: rc={rc}", flush=True)
         for spec in a.variant:
             name, _, rest = spec.partition(":")
             r = run_recipe(name, rest.split(), a.model, a.data_dir, a.steps, a.warmup, a.out, a.timeout)
@@ -475,7 +550,7 @@ def main() -> int:
                 f"peak {r.get('peak_allocated_gib', 0):.2f} GiB wall {r['wall_seconds']} s",
                 flush=True,
             )
-    files = [*a.out.glob("baseline.json"), *a.out.glob("recipe_*.json")]
+    files = [*a.out.glob("baseline*.json"), *a.out.glob("recipe_*.json")]
     results = [json.loads(f.read_text()) for f in sorted(files, key=os.path.getmtime)]
     print(table(results, a.warmup))
     return 0

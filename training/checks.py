@@ -83,6 +83,26 @@ def check_values(resolved: Resolved) -> None:
                 f"{where(resolved, 'evaluation')}: evaluation.{key}: {value!r} cannot be used: it must be {what}"
             )
     check_choices(resolved)
+    check_memory_mode(resolved)
+
+
+def check_memory_mode(resolved: Resolved) -> None:
+    """``gradient_checkpointing: auto`` needs the GPU size from which to train without it."""
+    mode = resolved.config.get("gradient_checkpointing")
+    threshold = resolved.project["memory"]["checkpointing_off_from_gib"]
+    if mode not in (None, True, False, "auto"):
+        raise RecipeError(
+            f"{where(resolved, 'gradient_checkpointing')}: gradient_checkpointing: {mode!r} is not true, false or auto"
+        )
+    if threshold is not None and not POSITIVE(threshold):
+        raise RecipeError(
+            f"{where(resolved, 'memory')}: memory.checkpointing_off_from_gib: {threshold!r} must be a number of GiB > 0"
+        )
+    if mode == "auto" and threshold is None:
+        raise RecipeError(
+            f"{where(resolved, 'gradient_checkpointing')}: gradient_checkpointing: auto needs "
+            "memory.checkpointing_off_from_gib (the GPU size in GiB from which to train without it)"
+        )
 
 
 def _choice(resolved: Resolved, key: str, value, known) -> None:

@@ -49,3 +49,15 @@ def adapt_to_cpu(config: dict) -> list[str]:
             config.pop(key, None)
         changes.append("evaluation during training off (CPU QLoRA: eval corrupts 4-bit gradients)")
     return changes
+
+
+def choose_checkpointing(config: dict, memory: dict, gpu_gib: float | None) -> str | None:
+    """Resolve ``gradient_checkpointing: auto`` for the smallest GPU in use (``None``: no
+    GPU): off from ``memory.checkpointing_off_from_gib``, on below. Returns the choice, for
+    the run's record, or None when the recipe fixed it."""
+    if config.get("gradient_checkpointing") != "auto":
+        return None
+    threshold = memory["checkpointing_off_from_gib"]
+    config["gradient_checkpointing"] = gpu_gib is None or gpu_gib < threshold
+    found = "no GPU" if gpu_gib is None else f"smallest GPU in use: {gpu_gib:.1f} GiB"
+    return f"gradient_checkpointing: auto -> {config['gradient_checkpointing']} ({found}; off from {threshold} GiB)"

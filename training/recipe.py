@@ -30,7 +30,7 @@ import yaml
 from training.paths import RECIPES, REPO, models_dir
 
 BASE_RECIPE = RECIPES / "_base.yml"
-PROJECT_BLOCKS = ("data", "evaluation")
+PROJECT_BLOCKS = ("data", "evaluation", "memory")
 PROJECT_KEYS = ("trainer", *PROJECT_BLOCKS)
 
 
@@ -153,7 +153,7 @@ def load_recipe(path: Path) -> dict:
 
 @cache
 def project_defaults() -> dict:
-    """The ``trainer``/``data``/``evaluation`` defaults, read from ``recipes/_base.yml``."""
+    """The ``trainer``/``data``/``evaluation``/``memory`` defaults, read from ``recipes/_base.yml``."""
     base = read_yaml_mapping(BASE_RECIPE)
     return {key: base[key] for key in PROJECT_KEYS}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
 from training.checks import check_against_model, check_values, validate
-from training.hardware import adapt_to_cpu
+from training.hardware import adapt_to_cpu, choose_checkpointing
 from training.launch import Launch, apply_strategy, build_command, pin_single_process
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, resolve
@@ -124,6 +124,16 @@ def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
     return run_dir
 
 
+def smallest_gpu_gib(launch: Launch) -> float | None:
+    """Memory of the smallest GPU this run trains on (GPU 0 alone for one process)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    used = range(torch.cuda.device_count() if launch.processes > 1 else 1)
+    return min(torch.cuda.get_device_properties(i).total_memory for i in used) / 2**30
+
+
 def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
     """Resolve and validate recipe and data; write config.yml and run.yml. Loads no model."""
     import torch
@@ -149,6 +159,11 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
     changes = [] if cuda else adapt_to_cpu(resolved.config)
     for change in changes:
         log.info("no GPU: %s", change)
+    memory_mode = choose_checkpointing(
+        resolved.config, resolved.project["memory"], smallest_gpu_gib(request.launch)
+    )
+    if memory_mode:
+        log.info("%s", memory_mode)
     check_against_model(resolved, torch.cuda.is_bf16_supported() if cuda else None)
     if resolved.project["trainer"] == "axolotl":
         validate(resolved)
@@ -166,6 +181,7 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
         "strategy_adjustments": strategy_changes,
         "environment": pinned,
         "cpu_adjustments": changes,
+        "memory_mode": memory_mode,
         "data_check": data_report,
     }
     atomic.write_yaml(run_dir / "run.yml", run_info)

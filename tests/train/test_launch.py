@@ -10,6 +10,7 @@ import yaml
 
 from training import launch, runner
 from training.checks import validate
+from training.hardware import choose_checkpointing
 from training.launch import Launch, apply_strategy, build_command, pin_single_process, strategy_names
 from training.paths import STRATEGIES
 from training.recipe import RecipeError, resolve
@@ -90,6 +91,7 @@ def test_strategy_files_pass_the_schema_with_their_recipes(strategy, recipe, mon
     for key, value in yaml.safe_load((STRATEGIES / f"{strategy}.yml").read_text()).items():
         assert resolved.config[key] == value  # the strategy's settings are in the run's config
     attach_run_paths(resolved, Path("/tmp/run"))
+    choose_checkpointing(resolved.config, resolved.project["memory"], 79.2)  # as the runner does first
     validate(resolved)
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from training.checks import check_values, unknown_keys, validate
-from training.hardware import adapt_to_cpu
+from training.hardware import adapt_to_cpu, choose_checkpointing
 from training.paths import RECIPES
 from training.recipe import RecipeError, apply_overrides, recipe_names, resolve
 from training.runner import attach_run_paths
@@ -15,6 +15,7 @@ def test_every_recipe_passes_axolotl_schema_and_unknown_key_check(name):
     check_values(resolved)
     attach_run_paths(resolved, Path("/tmp/run"))
     assert unknown_keys(resolved.config) == []
+    choose_checkpointing(resolved.config, resolved.project["memory"], 79.2)  # as the runner does first
     validate(resolved)
 
 
@@ -94,6 +95,20 @@ def test_cpu_adaptation_turns_off_cuda_only_settings():
     assert config["bf16"] is False and config["fp16"] is False and config["lora_qkv_kernel"] is False
     assert config["optimizer"] == "adamw_torch" and config["val_set_size"] == 0 and "eval_steps" not in config
     assert any("CPU QLoRA" in c for c in changes)
+
+
+@pytest.mark.parametrize(
+    ("gpu_gib", "checkpointing"), [(79.2, False), (60.0, False), (47.5, True), (23.6, True), (None, True)]
+)
+def test_checkpointing_auto_is_off_only_on_gpus_of_the_recipes_size(gpu_gib, checkpointing):
+    resolved = resolve("llama3-dialogsum")
+    check_values(resolved)
+    choice = choose_checkpointing(resolved.config, resolved.project["memory"], gpu_gib)
+    assert resolved.config["gradient_checkpointing"] is checkpointing
+    assert choice.startswith(f"gradient_checkpointing: auto -> {checkpointing} (")
+    fixed = resolve("llama3-dialogsum", ["gradient_checkpointing=true"])
+    assert choose_checkpointing(fixed.config, fixed.project["memory"], gpu_gib) is None
+    assert fixed.config["gradient_checkpointing"] is True
 
 
 def test_cpu_adaptation_drops_liger_and_keeps_other_plugins():
