@@ -4,8 +4,10 @@ Trainers keep the checkpoint with the lowest evaluation loss; what a user wants 
 that summarizes best. This generates with every checkpoint (and the base, as step 0) on the
 recipe's validation split and scores the texts, beside each step's loss. Where the backend
 serves adapters per request (vLLM), all checkpoints share ONE engine as separate LoRA
-adapters, and their requests share its batches. Otherwise (merged models, the hf backend)
-each checkpoint gets its own engine; merged copies are removed once generated.
+adapters, and their requests share its batches. Where checkpoints are merged into the base
+(vLLM on a CPU), one vLLM engine serves them in turn, each merged copy's weights loaded into
+it in place. Otherwise (the hf backend, quantized) each checkpoint gets its own engine.
+Merged copies are removed once generated.
 
 Writes into ``<run>/eval-checkpoints/``: ``scores.json`` (with the best checkpoint, which
 ``make eval CHECKPOINT=best`` evaluates), ``predictions.jsonl`` (ids and texts per
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
-from eval.backends import ADAPTER_MODES, chunks
+from eval.backends import ADAPTER_MODES, Backend, chunks, reloads_weights
 from eval.checkpoint_paths import OUT_NAME, find_checkpoints
 from eval.checkpoint_report import checkpoint_report
 from eval.metrics import summarize
@@ -98,6 +100,9 @@ class CheckpointEvaluation(Evaluation):
                 f"adapter mode {self.mode}"
             )
         self.shared = shared
+        self.reload_merged = (
+            self.mode == "merged" and reloads_weights(self.backend_cls) and self.engines == "auto"
+        )
         if shared:
             self.engine_settings = replace(
                 self.engine_settings, max_loras=min(len(self.checkpoints), MAX_LORAS)
@@ -162,7 +167,7 @@ class CheckpointEvaluation(Evaluation):
             "%d of %d systems to generate (%s)",
             len(pending),
             len(self.checkpoints) + 1,
-            "one shared engine" if self.shared else "an engine each",
+            self.engine_plan(),
         )
         started = time.time()
         timing = self.generate_shared(pending) if self.shared else self.generate_each(pending)
@@ -205,42 +210,81 @@ class CheckpointEvaluation(Evaluation):
             "generation_seconds": round(time.time() - started, 1),
         }
 
+    def engine_plan(self) -> str:
+        if self.shared:
+            return "one shared engine"
+        return (
+            "one engine, each merged checkpoint's weights loaded in place"
+            if self.reload_merged
+            else "an engine each"
+        )
+
     def generate_each(self, pending: list[System]) -> dict:
-        """An engine per checkpoint: merged into its base (merged mode), or base + adapter."""
-        start_s, gen_s = 0.0, 0.0
+        """A model per system: merged into its base (merged mode), or base + adapter. Merged
+        checkpoints and the base share one architecture: where the backend reloads weights in
+        place (vLLM), one engine serves them in turn; otherwise each gets its own engine."""
+        timing = {
+            "engine_starts": 0,
+            "engine_start_seconds": 0.0,
+            "weight_reloads": 0,
+            "weight_reload_seconds": 0.0,
+            "merge_seconds": 0.0,
+            "generation_seconds": 0.0,
+        }
+        engine = None
         for system in pending:
-            model, adapter, merged = system.model, system.adapter, None
-            if self.mode == "merged" and system.adapter:
-                merged = self.out_dir / "merged" / system.name
-                self.merge(Path(adapter), merged)
-                model, adapter = str(merged), None
-            per_request = self.backend_cls.adapters_per_request
-            four_bit = quantized_from(self.run) if system.quantized else None
-            settings = replace(self.engine_settings, four_bit_from=four_bit)
             started = time.time()
-            engine = self.backend_cls(model, settings, adapter=None if per_request else adapter)
-            start_s += time.time() - started
+            model, adapter, merged = self.model_of(system)
+            timing["merge_seconds"] += time.time() - started
+            engine = self.engine_for(system, model, adapter, engine, timing)
             started = time.time()
             run_system(
                 System(system.name, model, adapter, system.quantized),
                 self.partials[system.name],
                 engine,
-                adapter if per_request else None,
+                adapter if self.backend_cls.adapters_per_request else None,
                 self.prompts,
                 self.examples,
                 self.max_new,
                 self.stop,
                 self.request.save_every,
             )
-            gen_s += time.time() - started
-            engine.close()
-            if merged is not None:
+            timing["generation_seconds"] += time.time() - started
+            if not self.reload_merged:
+                engine.close()
+                engine = None
+            if merged is not None:  # the weights are in the engine: the copy is no longer read
                 shutil.rmtree(merged, ignore_errors=True)
-        return {
-            "engine_starts": len(pending),
-            "engine_start_seconds": round(start_s, 1),
-            "generation_seconds": round(gen_s, 1),
-        }
+        if engine is not None:
+            engine.close()
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in timing.items()}
+
+    def model_of(self, system: System) -> tuple[str, str | None, Path | None]:
+        """The model folder and adapter ``system`` generates with, and the merged copy made for
+        it (merged mode: the adapter merged into the base, removed once generated)."""
+        if self.mode != "merged" or not system.adapter:
+            return system.model, system.adapter, None
+        merged = self.out_dir / "merged" / system.name
+        self.merge(Path(system.adapter), merged)
+        return str(merged), None, merged
+
+    def engine_for(
+        self, system: System, model: str, adapter: str | None, engine: Backend | None, timing: dict
+    ) -> Backend:
+        """``engine`` with ``model``'s weights loaded into it, or a new engine where there is none."""
+        started = time.time()
+        if engine is not None:
+            engine.load_weights_from(model)
+            timing["weight_reloads"] += 1
+            timing["weight_reload_seconds"] += time.time() - started
+            return engine
+        four_bit = quantized_from(self.run) if system.quantized else None
+        settings = replace(self.engine_settings, four_bit_from=four_bit)
+        per_request = self.backend_cls.adapters_per_request
+        engine = self.backend_cls(model, settings, adapter=None if per_request else adapter)
+        timing["engine_starts"] += 1
+        timing["engine_start_seconds"] += time.time() - started
+        return engine
 
     # -- report ----------------------------------------------------------------------------
     def score(self) -> dict:
@@ -335,7 +379,8 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, Path | None]:
         "--engines",
         choices=ENGINES,
         default="auto",
-        help="shared: one vLLM engine serves every checkpoint; per-checkpoint: one each",
+        help="shared: one vLLM engine serves every checkpoint as adapters; per-checkpoint: a new "
+        "engine each (auto reloads merged checkpoints into one vLLM engine)",
     )
     parser.add_argument("--data-dir", help="override where the evaluation data lives")
     parser.add_argument("--out-dir", type=Path, help=f"default: <run-dir>/{OUT_NAME}")

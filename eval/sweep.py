@@ -19,6 +19,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,10 @@ class Sweep:
         log_file = self.run_dir(point) / f"{what}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log.info("%s: %s (log: %s)", point.name, what, log_file)
+        started = time.time()
         with log_file.open("a") as out:
             code = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
+        log.info("%s: %s took %.0f s", point.name, what, time.time() - started)
         if code != 0:
             tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-15:])
             raise SweepError(

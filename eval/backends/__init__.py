@@ -3,6 +3,8 @@
 A backend takes prompts as token ids built by :mod:`datasets_fmt.prompts`, decodes greedily
 with the given stop ids, and says per item whether generation stopped on its own or hit
 ``max_new_tokens``. A new backend is one module here plus one line in :data:`BACKENDS`.
+Optionally a backend reloads weights in place: ``reloads_weights = True`` and
+``load_weights_from(model_dir)`` let one engine serve several models of one architecture.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ def get_backend(name: str) -> type[Backend]:
         raise ValueError(f"unknown backend '{name}': choose one of {', '.join(BACKENDS)}")
     module, _, cls = BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def reloads_weights(backend: type) -> bool:
+    """Whether a running engine of ``backend`` can take another same-architecture model's
+    weights (``load_weights_from``) instead of a new engine being started for it."""
+    return getattr(backend, "reloads_weights", False)
 
 
 def has_cuda() -> bool:

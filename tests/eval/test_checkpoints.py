@@ -1,6 +1,7 @@
 """Choosing by ROUGE: every checkpoint scored on the validation split (hf: an engine each;
-vLLM: one shared engine serving the checkpoints as separate adapters), CHECKPOINT=best
-evaluated on the test split, and the grid a sweep runs."""
+vLLM: one shared engine serving the checkpoints as separate adapters, or one engine taking
+each merged checkpoint's weights in turn), CHECKPOINT=best evaluated on the test split, and
+the grid a sweep runs."""
 
 import json
 import shutil
@@ -117,6 +118,39 @@ def test_one_vllm_engine_serves_every_checkpoint_as_its_own_adapter(checkpoint_r
     one, each = texts_of(checkpoint_run, "shared"), texts_of(checkpoint_run, "alone")
     assert one == each
     assert one["checkpoint-1"] != one["checkpoint-2"]
+
+
+@pytest.mark.slow
+def test_merged_checkpoints_reloaded_into_one_vllm_engine_generate_as_fresh_engines(checkpoint_run):
+    """vLLM on a CPU merges each checkpoint into the base: one engine takes every merged copy's
+    weights in place and generates the same text as a new engine started on that copy. The
+    reload is real: the base and the two different random adapters give three different texts."""
+    pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
+    common = dict(run_dir=checkpoint_run, backend="vllm", adapter_mode="merged", limit=3, deterministic=True)
+    reloaded = CheckpointEvaluation(EvalRequest("tiny", out_dir=checkpoint_run / "reloaded", **common))
+    reloaded.setup()
+    timing = reloaded.generate()
+    assert (timing["engine_starts"], timing["weight_reloads"]) == (1, 2)
+    reloaded.report(timing)
+    assert not any((checkpoint_run / "reloaded" / "merged").iterdir())  # merged copies removed
+    fresh = CheckpointEvaluation(
+        EvalRequest("tiny", out_dir=checkpoint_run / "fresh", **common), "per-checkpoint"
+    )
+    fresh.setup()
+    timing = fresh.generate()
+    assert (timing["engine_starts"], timing["weight_reloads"]) == (3, 0)
+    fresh.report(timing)
+    one, each = texts_of(checkpoint_run, "reloaded"), texts_of(checkpoint_run, "fresh")
+    assert one == each
+    assert len({tuple(texts) for texts in one.values()}) == 3
+
+
+def test_weights_of_another_architecture_are_not_loaded_into_an_engine(tiny_llama, tiny_phi):
+    from eval.backends.vllm import architecture_of, check_reloadable
+
+    check_reloadable(str(tiny_llama), architecture_of(str(tiny_llama)), str(tiny_llama))
+    with pytest.raises(ValueError, match="architecture differs .*'architectures'.*start a new engine"):
+        check_reloadable(str(tiny_llama), architecture_of(str(tiny_llama)), str(tiny_phi))
 
 
 def test_a_run_without_validation_split_or_checkpoints_is_refused(tiny_run, checkpoint_run):
