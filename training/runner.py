@@ -124,14 +124,13 @@ def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
     return run_dir
 
 
-def smallest_gpu_gib(launch: Launch) -> float | None:
-    """Memory of the smallest GPU this run trains on (GPU 0 alone for one process)."""
+def smallest_gpu_gib(gpus: int, launch: Launch) -> float | None:
+    """Memory of the smallest of the ``gpus`` visible GPUs this run trains on (GPU 0 alone
+    for one process); None without a GPU."""
     import torch
 
-    if not torch.cuda.is_available():
-        return None
-    used = range(torch.cuda.device_count() if launch.processes > 1 else 1)
-    return min(torch.cuda.get_device_properties(i).total_memory for i in used) / 2**30
+    used = range(gpus if launch.processes > 1 else min(gpus, 1))
+    return min((torch.cuda.get_device_properties(i).total_memory / 2**30 for i in used), default=None)
 
 
 def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
@@ -160,7 +159,7 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
     for change in changes:
         log.info("no GPU: %s", change)
     memory_mode = choose_checkpointing(
-        resolved.config, resolved.project["memory"], smallest_gpu_gib(request.launch)
+        resolved.config, resolved.project["memory"], smallest_gpu_gib(gpus, request.launch)
     )
     if memory_mode:
         log.info("%s", memory_mode)
