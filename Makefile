@@ -22,7 +22,7 @@ export DATA_DIR GPUS STRATEGY MACHINES MACHINE_RANK MAIN_IP MAIN_PORT
 NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/ and samsum/ (see the README: Data)))
 
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
-EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT))
+EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
 .PHONY: demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
 

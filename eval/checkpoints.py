@@ -32,7 +32,15 @@ from eval.backends import ADAPTER_MODES, Backend, chunks, reloads_weights
 from eval.checkpoint_paths import OUT_NAME, find_checkpoints
 from eval.checkpoint_report import checkpoint_report
 from eval.metrics import summarize
-from eval.pipeline import EvalRequest, Evaluation, EvaluationError, System, keep_log_visible, run_system
+from eval.pipeline import (
+    EvalRequest,
+    Evaluation,
+    EvaluationError,
+    System,
+    beam_count,
+    keep_log_visible,
+    run_system,
+)
 from eval.predictions import PartialPredictions
 from eval.render import to_html, to_markdown
 from eval.report import loss_history
@@ -196,6 +204,7 @@ class CheckpointEvaluation(Evaluation):
                 self.max_new,
                 self.stop,
                 adapter=[s.adapter for s, _ in jobs],
+                num_beams=self.num_beams,
             )
             for system in pending:
                 self.partials[system.name].append(
@@ -248,6 +257,7 @@ class CheckpointEvaluation(Evaluation):
                 self.max_new,
                 self.stop,
                 self.request.save_every,
+                self.num_beams,
             )
             timing["generation_seconds"] += time.time() - started
             if not self.reload_merged:
@@ -375,6 +385,9 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, Path | None]:
     parser.add_argument("--split", help="default: the recipe's data.validation_split")
     parser.add_argument("--backend", help="vllm | hf")
     parser.add_argument("--adapter-mode", choices=ADAPTER_MODES)
+    parser.add_argument(
+        "--num-beams", type=beam_count, help="1: greedy (default: the recipe's evaluation.num_beams)"
+    )
     parser.add_argument(
         "--engines",
         choices=ENGINES,

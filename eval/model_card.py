@@ -93,7 +93,7 @@ Prompt format `{gen["prompt_format"]}` (datasets_fmt/prompts.py); an example pro
 {gen["example_prompt"]}
 ```
 
-Greedy decoding, stop token ids {gen["stop_token_ids"]}, max_new_tokens {gen["max_new_tokens"]}.
+Decoding: {gen["decoding"]}; stop token ids {gen["stop_token_ids"]}, max_new_tokens {gen["max_new_tokens"]}.
 
 ## Training settings
 

@@ -1,9 +1,10 @@
 """Evaluate a trained run: base vs fine-tuned on the recipe's evaluation split.
 
 Prompts come from the same code as training (:mod:`datasets_fmt.prompts`). Generation is
-greedy, batched by the chosen backend, stops on the model's own stop tokens, and is saved
-as it goes: an interrupted evaluation resumes without regenerating, and a change of
-settings discards what was generated under the old ones. Writes into ``<run>/eval/``:
+greedy or beam search (``evaluation.num_beams``), batched by the chosen backend, stops on
+the model's own stop tokens, and is saved as it goes: an interrupted evaluation resumes
+without regenerating, and a change of settings discards what was generated under the old
+ones. Writes into ``<run>/eval/``:
 ``predictions.jsonl``, ``metrics.json``, ``report.md`` and ``report.html``.
 """
 
@@ -55,6 +56,7 @@ class EvalRequest:
     split: str | None = None
     backend: str | None = None
     adapter_mode: str | None = None
+    num_beams: int | None = None
     data_dir: str | None = None
     out_dir: Path | None = None
     deterministic: bool = False
@@ -87,6 +89,7 @@ def run_system(
     max_new: int,
     stop: list[int],
     save_every: int,
+    num_beams: int = 1,
 ) -> dict:
     """Generate what ``partial`` does not hold yet for one system, saving every ``save_every``
     items; return its throughput."""
@@ -101,7 +104,11 @@ def run_system(
     started, tokens = time.time(), 0
     for batch in chunks(todo, save_every):
         outs = backend.generate(
-            [prompts[i].input_ids for i in batch], max_new, stop, adapter=per_request_adapter
+            [prompts[i].input_ids for i in batch],
+            max_new,
+            stop,
+            adapter=per_request_adapter,
+            num_beams=num_beams,
         )
         tokens += sum(o.output_tokens for o in outs)
         partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
@@ -140,6 +147,7 @@ class Evaluation:
             "split": self.request.split,
             "backend": self.request.backend,
             "adapter_mode": self.request.adapter_mode,
+            "num_beams": self.request.num_beams,
         }
         # defaults first: a run recorded before a setting existed still evaluates
         defaults = project_defaults()["evaluation"]
@@ -161,6 +169,7 @@ class Evaluation:
             for r in ex.references
         ]
         self.max_new = s["max_new_tokens"] or max_new_tokens_for(refs)
+        self.num_beams = s["num_beams"]
         model_max = getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", None) or 4096
         self.max_model_len = min(model_max, self.config["sequence_len"] + self.max_new)
         self.prompts = [self.fmt.encode_prompt(ex, self.max_model_len - self.max_new) for ex in self.examples]
@@ -188,14 +197,18 @@ class Evaluation:
         self.metrics = get_metrics(s["metrics"])
         self.partials = self.open_partials()
         log.info(
-            "%d items of %s; max_new_tokens=%d; backend=%s; adapter=%s; stop ids %s",
+            "%d items of %s; max_new_tokens=%d; %s; backend=%s; adapter=%s; stop ids %s",
             len(self.examples),
             self.loaded.source,
             self.max_new,
+            self.decoding(),
             self.backend_name,
             self.mode,
             self.stop,
         )
+
+    def decoding(self) -> str:
+        return "greedy" if self.num_beams == 1 else f"beam search, {self.num_beams} beams, length penalty 1.0"
 
     def select(self, examples: list[Example], limit: int | None) -> list[Example]:
         """LIMIT=N: the split's first N items."""
@@ -208,6 +221,7 @@ class Evaluation:
             "adapter_mode": self.mode,
             "backend": self.backend_name,
             "max_new_tokens": self.max_new,
+            "num_beams": self.num_beams,
             "format": self.run["data"]["format"],
             "data": self.loaded.source,
             "deterministic": self.request.deterministic,
@@ -285,6 +299,7 @@ class Evaluation:
                 self.max_new,
                 self.stop,
                 self.request.save_every,
+                self.num_beams,
             )
         if engine is not None:
             engine.close()
@@ -330,7 +345,7 @@ class Evaluation:
             "max_new_tokens": self.max_new,
             "max_model_len": self.max_model_len,
             "stop_token_ids": self.stop,
-            "greedy": True,
+            "decoding": self.decoding(),
             "deterministic": self.request.deterministic,
             **timing,
             "stability": self.stability_note(),
@@ -356,12 +371,22 @@ def evaluate(request: EvalRequest) -> int:
     return 0
 
 
+def beam_count(text: str) -> int:
+    """--num-beams: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1 (1: greedy)")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> EvalRequest:
     parser = argparse.ArgumentParser(description="Evaluate base vs fine-tuned for a trained run.")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--limit", type=int, help="evaluate the first N items of the split")
     parser.add_argument("--split")
+    parser.add_argument(
+        "--num-beams", type=beam_count, help="1: greedy (default: the recipe's evaluation.num_beams)"
+    )
     parser.add_argument("--backend", help="vllm | hf")
     parser.add_argument(
         "--adapter-mode", choices=ADAPTER_MODES, help="quantized: QLoRA's 4-bit base + adapter (hf)"

@@ -65,6 +65,7 @@ RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
 EVAL_RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
     "limit": (whole(1), "a whole number of items >= 1 (or null: the whole split)"),
     "max_new_tokens": (whole(1), "a whole number >= 1 (or null: from the references)"),
+    "num_beams": (whole(1), "a whole number >= 1 (1: greedy)"),
     "batch_size": (whole(1), "a whole number >= 1"),
 }
 
@@ -80,7 +81,7 @@ def check_values(resolved: Resolved) -> None:
         value = project["evaluation"][key]
         if value is not None and not ok(value):
             raise RecipeError(
-                f"{where(resolved, 'evaluation')}: evaluation.{key}: {value!r} cannot be used: it must be {what}"
+                f"{where(resolved, f'evaluation.{key}')}: evaluation.{key}: {value!r} cannot be used: it must be {what}"
             )
     check_choices(resolved)
     check_memory_mode(resolved)

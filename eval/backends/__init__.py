@@ -1,7 +1,7 @@
 """Generation backends behind one small interface, chosen by name (``evaluation.backend``).
 
 A backend takes prompts as token ids built by :mod:`datasets_fmt.prompts`, decodes greedily
-with the given stop ids, and says per item whether generation stopped on its own or hit
+or by beam search (``num_beams``; length penalty 1.0) with the given stop ids, and says per item whether generation stopped on its own or hit
 ``max_new_tokens``. A new backend is one module here plus one line in :data:`BACKENDS`.
 Optionally a backend reloads weights in place: ``reloads_weights = True`` and
 ``load_weights_from(model_dir)`` let one engine serve several models of one architecture.
@@ -69,6 +69,7 @@ class Backend(Protocol):
         max_new_tokens: int,
         stop_ids: Sequence[int],
         adapter: Adapters = None,
+        num_beams: int = 1,
     ) -> list[Generation]: ...
 
     def close(self) -> None: ...
@@ -111,6 +112,12 @@ def max_new_tokens_for(reference_lengths: Sequence[int], cap: int = 512) -> int:
     """Room for the longest reference summary plus 50%, so a complete summary is never cut
     and a model that rambles is stopped (and counted as not stopping)."""
     return min(cap, max(16, math.ceil(1.5 * max(reference_lengths))))
+
+
+def cut_at_stop(tokens: Sequence[int], stop_ids: Sequence[int]) -> tuple[list[int], bool]:
+    """The tokens before the first stop id, and whether there was one."""
+    end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
+    return (list(tokens), False) if end is None else (list(tokens[:end]), True)
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:

