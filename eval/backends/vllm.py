@@ -74,7 +74,9 @@ class VLLMBackend:
             raise ValueError("adapter mode 'quantized' runs on the hf backend: add BACKEND=hf")
         # Prefix caching on: beam search resubmits every beam's whole sequence each step.
         # load_weights_from empties the cache, so no KV of the old weights is reused.
-        kwargs = dict(model=model, max_model_len=settings.max_model_len, seed=seed, enable_prefix_caching=True)
+        kwargs = dict(
+            model=model, max_model_len=settings.max_model_len, seed=seed, enable_prefix_caching=True
+        )
         if settings.max_lora_rank:
             kwargs.update(
                 enable_lora=True,
