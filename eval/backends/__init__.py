@@ -1,10 +1,11 @@
 """Generation backends behind one small interface, chosen by name (``evaluation.backend``).
 
 A backend takes prompts as token ids built by :mod:`datasets_fmt.prompts`, decodes greedily
-or by beam search (``num_beams``; length penalty 1.0) with the given stop ids, and says per item whether generation stopped on its own or hit
-``max_new_tokens``. A new backend is one module here plus one line in :data:`BACKENDS`.
-Optionally a backend reloads weights in place: ``reloads_weights = True`` and
-``load_weights_from(model_dir)`` let one engine serve several models of one architecture.
+or by beam search (``num_beams``; length penalty 1.0) with the given stop ids, and says per
+item whether generation stopped on its own or hit ``max_new_tokens``. A new backend is one
+module here plus one line in :data:`BACKENDS`. Optionally a backend reloads weights in
+place: ``reloads_weights = True`` and ``load_weights_from(model_dir)`` let one engine serve
+several models of one architecture.
 """
 
 from __future__ import annotations

@@ -152,7 +152,9 @@ class VLLMBackend:
     ) -> list[Generation]:
         """vLLM's beam search (length penalty 1.0), the best beam per prompt. It ends a beam on
         the tokenizer's EOS only and returns prompt + generation, so the generated tokens are
-        cut at the first of ``stop_ids`` here."""
+        cut at the first of ``stop_ids`` here. It divides a beam's log-probability by prompt +
+        generation length (transformers: by the generation's), and steps every beam one token
+        at a time from Python: about 1/80 of greedy's speed on a GPU."""
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import BeamSearchParams
 
