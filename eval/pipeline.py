@@ -47,6 +47,7 @@ from training.recipe import project_defaults
 
 log = logging.getLogger("evaluate")
 SYSTEMS = ("base", "finetuned")
+FULL = "full"  # the adapter mode of a run that trained every weight: its own model, no adapter
 
 
 @dataclass
@@ -136,7 +137,8 @@ class Evaluation:
         self.config = yaml.safe_load((self.run_dir / "config.yml").read_text())
         # a checkpoint (CHECKPOINT=best|<step>) is evaluated like the final adapter, apart
         self.checkpoint = checkpoint_path(self.run_dir, request.checkpoint) if request.checkpoint else None
-        self.adapter = self.checkpoint or self.run_dir / "adapter"
+        # what training wrote: an adapter, or the whole model (full fine-tuning, `adapter: null`)
+        self.trained = self.checkpoint or self.run_dir / "adapter"
         suffix = f"-{self.checkpoint.name}" if self.checkpoint else ""
         self.out_dir = (request.out_dir or self.run_dir / f"eval{suffix}").resolve()
         self.merged_dir = self.run_dir / f"merged{suffix}"
@@ -180,20 +182,16 @@ class Evaluation:
             log.info("%s cannot serve an encoder-decoder: using the hf backend", self.backend_name)
             self.backend_name = "hf"
         self.backend_cls = get_backend(self.backend_name)
-        # QLoRA: merged into the NF4-dequantized base, what training computed (an adapter on
-        # the original base scored lower, results page). LoRA: vLLM on CPU serves a merged
-        # model ~10x faster than base + LoRA; elsewhere the adapter stays apart.
-        qlora = self.run.get("adapter") == "qlora"
-        auto = "merged" if qlora or (self.backend_name == "vllm" and not has_cuda()) else "lora"
-        self.mode = s["adapter_mode"] if s["adapter_mode"] != "auto" else auto
+        self.mode = self.adapter_mode(s["adapter_mode"])
         self.engine_settings = EngineSettings(
             max_model_len=self.max_model_len,
             seq2seq=self.fmt.is_seq2seq,
             batch_size=s["batch_size"],
-            max_lora_rank=adapter_rank(self.adapter)
+            max_lora_rank=adapter_rank(self.trained)
             if self.mode == "lora" and self.backend_cls.adapters_per_request
             else None,
             deterministic=self.request.deterministic,
+            tokenizer=base,
         )
         self.metrics = get_metrics(s["metrics"])
         self.partials = self.open_partials()
@@ -207,6 +205,23 @@ class Evaluation:
             self.mode,
             self.stop,
         )
+
+    def adapter_mode(self, asked: str) -> str:
+        """How the fine-tuned side loads. QLoRA: merged into the NF4-dequantized base, what
+        training computed (an adapter on the original base scored lower, results page). LoRA:
+        vLLM on CPU serves a merged model ~10x faster than base + LoRA; elsewhere the adapter
+        stays apart. Full fine-tuning: the trained model itself."""
+        if not self.run.get("adapter"):
+            if asked != "auto":
+                raise EvaluationError(
+                    f"adapter mode '{asked}': {self.run['recipe']} trained every weight (adapter: null), so "
+                    "there is no adapter to apply or merge; leave ADAPTER_MODE unset"
+                )
+            return FULL
+        if asked != "auto":
+            return asked
+        qlora = self.run["adapter"] == "qlora"
+        return "merged" if qlora or (self.backend_name == "vllm" and not has_cuda()) else "lora"
 
     def decoding(self) -> str:
         return (
@@ -231,7 +246,7 @@ class Evaluation:
             "data": self.loaded.source,
             "deterministic": self.request.deterministic,
             "adapter_trained": (self.run_dir / FINISHED).read_text().strip(),
-            "adapter": str(self.adapter),
+            "adapter": str(self.trained),
         }
 
     def open_partials(self) -> dict[str, PartialPredictions]:
@@ -253,6 +268,8 @@ class Evaluation:
 
     def systems(self) -> list[System]:
         base = self.run["base_model"]
+        if self.mode == FULL:
+            return [System("base", base, None), System("finetuned", str(self.trained), None)]
         if self.mode == "merged":
             return [System("base", base, None), System("finetuned", str(self.merged_model()), None)]
         if self.mode == "quantized" and self.run.get("adapter") != "qlora":
@@ -264,7 +281,7 @@ class Evaluation:
 
     def merged_model(self) -> Path:
         if not (self.merged_dir / "merge_check.json").exists():
-            self.merge(self.adapter, self.merged_dir)
+            self.merge(self.trained, self.merged_dir)
         return self.merged_dir
 
     def merge(self, adapter: Path, out: Path) -> None:
@@ -360,7 +377,7 @@ class Evaluation:
         paths, metrics = write_report(
             self.out_dir, self.run_dir, self.run, self.config, rows, result, generation, self.loaded.source
         )
-        return [*paths, write_model_card(self.adapter, self.run, self.config, metrics)]
+        return [*paths, write_model_card(self.trained, self.run, self.config, metrics)]
 
 
 def evaluate(request: EvalRequest) -> int:

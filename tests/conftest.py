@@ -177,6 +177,22 @@ def random_adapter(out: Path, base: Path, seed: int) -> Path:
     return out
 
 
+def perturbed_model(out: Path, base: Path, seed: int) -> Path:
+    """``base`` with seeded noise on every weight, saved as a full fine-tune's checkpoint: a
+    whole model that generates differently from the base. No tokenizer: the evaluator uses
+    the base's, which encoded its prompts."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.5)
+    model.save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_adapter(tmp_path_factory, tiny_llama) -> Path:
     return random_adapter(tmp_path_factory.mktemp("tiny-adapter"), tiny_llama, seed=1)

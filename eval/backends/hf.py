@@ -44,7 +44,7 @@ class HFBackend:
             config.task_type = None
             self.model = PeftModel.from_pretrained(self.model, adapter, config=config).get_base_model()
         self.model.eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(settings.tokenizer or model)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self.seq2seq = settings.seq2seq

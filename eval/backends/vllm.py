@@ -95,6 +95,8 @@ class VLLMBackend:
             use_all_cores_on_small_cpus()
         if settings.dtype:
             kwargs["dtype"] = settings.dtype
+        if settings.tokenizer:
+            kwargs["tokenizer"] = settings.tokenizer
         self.llm = LLM(**kwargs)
         self.model = model
         self.architecture = architecture_of(model)

@@ -1,0 +1,84 @@
+"""A run that trained every weight (`adapter: null`, e.g. llama2-dolly-full): evaluated,
+scored checkpoint by checkpoint and served as its own model, never as an adapter."""
+
+import json
+
+import pytest
+import yaml
+
+from eval.checkpoints import CheckpointEvaluation, evaluate_checkpoints
+from eval.pipeline import EvalRequest, evaluate
+from eval.serve import serve_command
+from tests.conftest import perturbed_model
+
+
+@pytest.fixture
+def full_run(tiny_run, tiny_llama):
+    """tiny_run as a full fine-tune leaves it: the final model and two checkpoints, each a
+    whole model with different weights, and a validation split."""
+    trained = tiny_run / "adapter"
+    for path in trained.iterdir():
+        path.unlink()
+    perturbed_model(trained, tiny_llama, seed=1)
+    perturbed_model(trained / "checkpoint-1", tiny_llama, seed=2)
+    perturbed_model(trained / "checkpoint-2", tiny_llama, seed=3)
+    run = yaml.safe_load((tiny_run / "run.yml").read_text())
+    run["adapter"] = None
+    run["data"]["validation_split"] = "validation"
+    (tiny_run / "run.yml").write_text(yaml.safe_dump(run))
+    return tiny_run
+
+
+def texts_of(out_dir):
+    rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+    return {name: [r[name] for r in rows] for name in rows[0] if name != "id"}
+
+
+def test_the_fine_tuned_side_is_the_trained_model(full_run):
+    assert evaluate(EvalRequest("tiny", run_dir=full_run, backend="hf", limit=3)) == 0
+    metrics = json.loads((full_run / "eval" / "metrics.json").read_text())
+    assert metrics["generation"]["adapter_mode"] == "full"
+    assert metrics["provenance"]["lora"] == {}
+    rows = [json.loads(line) for line in (full_run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["finetuned"]["text"] for r in rows] != [r["base"]["text"] for r in rows]
+    card = (full_run / "adapter" / "README.md").read_text()
+    assert "library_name: transformers" in card and "Every weight trained (no adapter)" in card
+
+
+def test_an_adapter_mode_for_a_full_fine_tune_is_refused(full_run, caplog):
+    request = EvalRequest("tiny", run_dir=full_run, backend="hf", limit=3, adapter_mode="merged")
+    assert evaluate(request) == 2
+    assert "trained every weight (adapter: null)" in caplog.text
+
+
+def test_every_full_checkpoint_is_scored_and_best_is_evaluated(full_run):
+    assert evaluate_checkpoints(EvalRequest("tiny", run_dir=full_run, backend="hf", limit=3)) == 0
+    out = full_run / "eval-checkpoints"
+    scores = json.loads((out / "scores.json").read_text())
+    assert [c["name"] for c in scores["checkpoints"]] == ["base", "checkpoint-1", "checkpoint-2"]
+    texts = texts_of(out)
+    assert len({tuple(t) for t in texts.values()}) == 3  # each checkpoint generated with its own weights
+    assert evaluate(EvalRequest("tiny", run_dir=full_run, backend="hf", checkpoint="best")) == 0
+    card = (full_run / "adapter" / scores["best"]["name"] / "README.md").read_text()
+    assert f"model saved {scores['best']['name']}, chosen by validation ROUGE" in card
+
+
+@pytest.mark.slow
+def test_full_checkpoints_get_an_engine_each_with_vllm(full_run):
+    """Not one engine reloaded in place: vLLM's reload left a tied output layer stale (the
+    texts differed from fresh engines'), so each full checkpoint starts its own engine."""
+    pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
+    request = EvalRequest("tiny", run_dir=full_run, backend="vllm", limit=3, deterministic=True)
+    evaluation = CheckpointEvaluation(request)
+    evaluation.setup()
+    timing = evaluation.generate()
+    assert (timing["engine_starts"], timing["weight_reloads"]) == (3, 0)
+    evaluation.report(timing)
+    assert len({tuple(t) for t in texts_of(full_run / "eval-checkpoints").values()}) == 3
+
+
+def test_a_full_fine_tune_is_served_as_its_own_model(full_run):
+    cmd = serve_command(full_run, "127.0.0.1", 8000, max_model_len=600)
+    assert cmd[cmd.index("--model") + 1] == str(full_run / "adapter")
+    assert cmd[cmd.index("--served-model-name") + 1] == "finetuned"
+    assert "--enable-lora" not in cmd
