@@ -277,7 +277,7 @@ class Evaluation:
                 f"adapter mode 'quantized' is for QLoRA runs; {self.run['recipe']} trained {self.run.get('adapter')}"
             )
         quantized = self.mode == "quantized"
-        return [System("base", base, None), System("finetuned", base, str(self.adapter), quantized)]
+        return [System("base", base, None), System("finetuned", base, str(self.trained), quantized)]
 
     def merged_model(self) -> Path:
         if not (self.merged_dir / "merge_check.json").exists():

@@ -159,8 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     run_dir = (args.run_dir or default_run_dir(args.recipe)).resolve()
-    run = yaml.safe_load((run_dir / "run.yml").read_text())
+    run_file = run_dir / "run.yml"
+    run = yaml.safe_load(run_file.read_text()) if run_file.exists() else {}
     adapter = run_dir / "adapter"
+    if run and not run.get("adapter"):
+        print(
+            f"error: {run['recipe']} trained every weight (adapter: null): {adapter} already holds the "
+            "whole model, so there is nothing to merge; evaluate or serve it as it is",
+            file=sys.stderr,
+        )
+        return 2
     if not (adapter / "adapter_config.json").exists():
         print(
             f"error: no trained adapter in {adapter}: run `make train RECIPE={args.recipe}` first",

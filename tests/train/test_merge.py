@@ -58,3 +58,9 @@ def test_nf4_round_trip_moves_weights_onto_the_nf4_grid(tiny_llama):
     nf4_round_trip(model)
     after = model.model.layers[0].self_attn.q_proj.weight
     assert 0 < (after - before).abs().max() < before.abs().max()
+
+
+def test_merging_a_full_fine_tune_is_refused_with_what_to_do_instead(tmp_path, capsys):
+    (tmp_path / "run.yml").write_text("recipe: llama2-dolly-full\nadapter: null\n")
+    assert merge.main(["llama2-dolly-full", "--run-dir", str(tmp_path)]) == 2
+    assert "trained every weight (adapter: null)" in capsys.readouterr().err
