@@ -59,9 +59,8 @@ class EngineSettings:
     deterministic: bool = False  # results independent of which requests share a batch
     four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
     dtype: str | None = None  # None: bf16 where supported (vLLM; hf on a GPU), else fp32 (hf on a CPU)
-    tokenizer: str | None = (
-        None  # None: the model's own; the evaluator's: the base's, which encoded its prompts
-    )
+    # None: the model's own tokenizer; the evaluator passes the base's, which encoded its prompts
+    tokenizer: str | None = None
 
 
 class Backend(Protocol):

@@ -81,4 +81,7 @@ def test_a_full_fine_tune_is_served_as_its_own_model(full_run):
     cmd = serve_command(full_run, "127.0.0.1", 8000, max_model_len=600)
     assert cmd[cmd.index("--model") + 1] == str(full_run / "adapter")
     assert cmd[cmd.index("--served-model-name") + 1] == "finetuned"
+    assert (
+        cmd[cmd.index("--tokenizer") + 1] == yaml.safe_load((full_run / "run.yml").read_text())["base_model"]
+    )
     assert "--enable-lora" not in cmd
