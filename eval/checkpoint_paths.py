@@ -23,9 +23,21 @@ class Checkpoint:
         return f"checkpoint-{self.step}"
 
 
+# a whole model's weights as transformers saves them (one file, or an index of shards)
+MODEL_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def holds_trained_weights(path: Path) -> bool:
-    """A LoRA/QLoRA adapter, or the whole model where the run trained every weight."""
-    return (path / "adapter_config.json").exists() or (path / "config.json").exists()
+    """A LoRA/QLoRA adapter, or the whole model where the run trained every weight (not a
+    DeepSpeed checkpoint whose weights were never gathered into one model)."""
+    if (path / "adapter_config.json").exists():
+        return True
+    return (path / "config.json").exists() and any((path / name).exists() for name in MODEL_WEIGHTS)
 
 
 def find_checkpoints(run_dir: Path) -> list[Checkpoint]:

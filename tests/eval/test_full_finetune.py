@@ -2,6 +2,7 @@
 scored checkpoint by checkpoint and served as its own model, never as an adapter."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -52,6 +53,9 @@ def test_an_adapter_mode_for_a_full_fine_tune_is_refused(full_run, caplog):
 
 
 def test_every_full_checkpoint_is_scored_and_best_is_evaluated(full_run):
+    unusable = full_run / "adapter" / "checkpoint-3"  # sharded optimizer state, no model weights
+    unusable.mkdir()
+    shutil.copy(full_run / "adapter" / "checkpoint-1" / "config.json", unusable)
     assert evaluate_checkpoints(EvalRequest("tiny", run_dir=full_run, backend="hf", limit=3)) == 0
     out = full_run / "eval-checkpoints"
     scores = json.loads((out / "scores.json").read_text())
