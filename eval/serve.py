@@ -40,14 +40,7 @@ def serve_command(
             "--max-lora-rank", str(max(8, adapter_rank(trained))), "--lora-modules", f"{ADAPTER_NAME}={trained}",
         ]  # fmt: skip
     else:
-        cmd += [
-            "--model",
-            str(trained),
-            "--tokenizer",
-            run["base_model"],
-            "--served-model-name",
-            ADAPTER_NAME,
-        ]
+        cmd += ["--model", str(trained), "--tokenizer", run["base_model"], "--served-model-name", ADAPTER_NAME]  # fmt: skip
     cmd += [
         "--host", host, "--port", str(port), "--max-model-len", str(max_model_len),
         "--enable-prefix-caching" if not deterministic else "--no-enable-prefix-caching",

@@ -1,5 +1,6 @@
 """Fixtures of the evaluation-side tests: a finished run as `make train` leaves it."""
 
+import json
 import shutil
 
 import pytest
@@ -27,3 +28,9 @@ def tiny_run(tmp_path, tiny_llama, tiny_adapter):
     (run_dir / "config.yml").write_text(yaml.safe_dump({"sequence_len": 512, "lora_r": 8}))
     (run_dir / "TRAINED").write_text("ok\n")
     return run_dir
+
+
+def texts_of(out_dir):
+    """A checkpoint evaluation's generated texts, by system, in item order."""
+    rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+    return {name: [r[name] for r in rows] for name in rows[0] if name != "id"}

@@ -14,6 +14,7 @@ from eval.checkpoints import CheckpointEvaluation, best_of, evaluate_checkpoints
 from eval.pipeline import EvalRequest, evaluate
 from eval.sweep import SweepError, parse_grid
 from tests.conftest import random_adapter
+from tests.eval.conftest import texts_of
 
 STATE = {  # what the trainer logs into a checkpoint's trainer_state.json
     "log_history": [
@@ -41,11 +42,6 @@ def scores_of(run_dir, out="eval-checkpoints"):
     return json.loads((run_dir / out / "scores.json").read_text())
 
 
-def texts_of(run_dir, out):
-    rows = [json.loads(line) for line in (run_dir / out / "predictions.jsonl").read_text().splitlines()]
-    return {name: [r[name] for r in rows] for name in rows[0] if name != "id"}
-
-
 def test_every_checkpoint_is_scored_on_validation_and_best_is_evaluated_on_test(checkpoint_run):
     request = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3)
     assert evaluate_checkpoints(request) == 0
@@ -54,7 +50,7 @@ def test_every_checkpoint_is_scored_on_validation_and_best_is_evaluated_on_test(
     assert scores["split"] == "validation" and scores["n"] == 3
     rows = [json.loads(line) for line in (checkpoint_run / "eval-checkpoints" / "predictions.jsonl").open()]
     assert all(r["id"].startswith("demo_validation_") for r in rows)
-    texts = texts_of(checkpoint_run, "eval-checkpoints")
+    texts = texts_of(checkpoint_run / "eval-checkpoints")
     assert texts["checkpoint-1"] != texts["checkpoint-2"]  # each checkpoint generated with its own adapter
     by_name = {c["name"]: c for c in scores["checkpoints"]}
     assert by_name["checkpoint-2"]["eval_loss"] == 1.75 and by_name["checkpoint-1"]["eval_loss"] == 2.25
@@ -90,13 +86,13 @@ def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(
 
     same = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "same")
     assert evaluate_checkpoints(same, base_from=source) == 0
-    assert set(texts_of(checkpoint_run, tmp_path / "same")["base"]) == {"from the first run"}
+    assert set(texts_of(tmp_path / "same")["base"]) == {"from the first run"}
 
     other = EvalRequest(
         "tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "other", deterministic=True
     )
     assert evaluate_checkpoints(other, base_from=source) == 0  # other settings: generated here
-    assert "from the first run" not in texts_of(checkpoint_run, tmp_path / "other")["base"]
+    assert "from the first run" not in texts_of(tmp_path / "other")["base"]
 
 
 @pytest.mark.slow
@@ -115,7 +111,7 @@ def test_one_vllm_engine_serves_every_checkpoint_as_its_own_adapter(checkpoint_r
     alone.setup()
     assert alone.generate()["engine_starts"] == 3
     alone.report({})
-    one, each = texts_of(checkpoint_run, "shared"), texts_of(checkpoint_run, "alone")
+    one, each = texts_of(checkpoint_run / "shared"), texts_of(checkpoint_run / "alone")
     assert one == each
     assert one["checkpoint-1"] != one["checkpoint-2"]
 
@@ -140,7 +136,7 @@ def test_merged_checkpoints_reloaded_into_one_vllm_engine_generate_as_fresh_engi
     timing = fresh.generate()
     assert (timing["engine_starts"], timing["weight_reloads"]) == (3, 0)
     fresh.report(timing)
-    one, each = texts_of(checkpoint_run, "reloaded"), texts_of(checkpoint_run, "fresh")
+    one, each = texts_of(checkpoint_run / "reloaded"), texts_of(checkpoint_run / "fresh")
     assert one == each
     assert len({tuple(texts) for texts in one.values()}) == 3
 

@@ -11,6 +11,7 @@ from eval.checkpoints import CheckpointEvaluation, evaluate_checkpoints
 from eval.pipeline import EvalRequest, evaluate
 from eval.serve import serve_command
 from tests.conftest import perturbed_model
+from tests.eval.conftest import texts_of
 
 
 @pytest.fixture
@@ -28,11 +29,6 @@ def full_run(tiny_run, tiny_llama):
     run["data"]["validation_split"] = "validation"
     (tiny_run / "run.yml").write_text(yaml.safe_dump(run))
     return tiny_run
-
-
-def texts_of(out_dir):
-    rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
-    return {name: [r[name] for r in rows] for name in rows[0] if name != "id"}
 
 
 def test_the_fine_tuned_side_is_the_trained_model(full_run):
