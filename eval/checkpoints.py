@@ -23,6 +23,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,10 +75,10 @@ def best_of(rows: list[dict], key: str) -> dict:
 class CheckpointEvaluation(Evaluation):
     """The evaluation of one run, with its checkpoints as the systems."""
 
-    def __init__(self, request: EvalRequest, engines: str = "auto", base_from: Path | None = None):
+    def __init__(self, request: EvalRequest, engines: str = "auto", base_from: Sequence[Path] = ()):
         super().__init__(request)
         self.out_dir = (request.out_dir or self.run_dir / OUT_NAME).resolve()
-        self.base_from = base_from
+        self.base_from = list(base_from)
         self.checkpoints = find_checkpoints(self.run_dir)
         if not self.checkpoints:
             raise EvaluationError(
@@ -136,24 +137,28 @@ class CheckpointEvaluation(Evaluation):
 
     def open_partials(self) -> dict[str, PartialPredictions]:
         partials = super().open_partials()
-        if self.base_from and not partials["base"].done:
-            self.take_base(self.base_from.resolve(), partials["base"])
+        if not partials["base"].done:
+            for source in self.base_from:
+                if self.take_base(source.resolve(), partials["base"]):
+                    break
         return partials
 
-    def take_base(self, source: Path, base: PartialPredictions) -> None:
+    def take_base(self, source: Path, base: PartialPredictions) -> bool:
         """Copy the base's generations from another run's checkpoint evaluation when everything
-        that shapes them matches: a sweep's points share one base, so it is generated once."""
+        that shapes them matches: a sweep's points share one base, so it is generated once per
+        kind of point (LoRA and full fine-tunes serve the base differently). True if taken."""
         settings = source / "settings.json"
         if source == self.out_dir or not settings.exists():
-            return
+            return False
         theirs, ours = json.loads(settings.read_text()), self.fingerprint()
         if any(theirs.get(k) != v for k, v in ours.items() if k not in RUN_SPECIFIC):
-            log.info("base: %s was generated under other settings; generating it here", source)
-            return
+            log.info("base: %s was generated under other settings", source)
+            return False
         rows = PartialPredictions(source / "base.partial.jsonl").done
         wanted = [rows[ex.id] for ex in self.examples if ex.id in rows]
         base.append(wanted)
         log.info("base: %d of %d generations taken from %s", len(wanted), len(self.examples), source)
+        return True
 
     def checkpoint_systems(self) -> list[System]:
         base = self.run["base_model"]
@@ -371,7 +376,7 @@ class CheckpointEvaluation(Evaluation):
         return written
 
 
-def evaluate_checkpoints(request: EvalRequest, engines: str = "auto", base_from: Path | None = None) -> int:
+def evaluate_checkpoints(request: EvalRequest, engines: str = "auto", base_from: Sequence[Path] = ()) -> int:
     try:
         evaluation = CheckpointEvaluation(request, engines, base_from)
         evaluation.setup()
@@ -386,7 +391,7 @@ def evaluate_checkpoints(request: EvalRequest, engines: str = "auto", base_from:
     return 0
 
 
-def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, Path | None]:
+def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     parser = argparse.ArgumentParser(description="Score every checkpoint of a run by generation + ROUGE.")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", type=Path)
@@ -409,7 +414,10 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, Path | None]:
     parser.add_argument(
         "--base-from",
         type=Path,
-        help="another run's checkpoint evaluation folder: reuse its base generations where the settings match",
+        nargs="+",
+        default=[],
+        help="other runs' checkpoint evaluation folders: reuse the base generations of the first whose "
+        "settings match",
     )
     parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")

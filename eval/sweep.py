@@ -130,9 +130,10 @@ class Sweep:
         ]
 
     def score_command(self, point: Point) -> list[str]:
-        first = self.run_dir(self.points[0]) / OUT_NAME  # the base is the same for every point
+        # earlier points' base generations, taken from the first whose settings match
+        earlier = [str(self.run_dir(p) / OUT_NAME) for p in self.points[: self.points.index(point)]]
         extra = [
-            *(["--base-from", str(first)] if point != self.points[0] else []),
+            *(["--base-from", *earlier] if earlier else []),
             *(["--data-dir", self.request.data_dir] if self.request.data_dir else []),
             *(["--limit", str(self.request.limit)] if self.request.limit else []),
             *(["--backend", self.request.backend] if self.request.backend else []),

@@ -3,8 +3,10 @@ vLLM: one shared engine serving the checkpoints as separate adapters, or one eng
 each merged checkpoint's weights in turn), CHECKPOINT=best evaluated on the test split, and
 the grid a sweep runs."""
 
+import itertools
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -12,7 +14,7 @@ import yaml
 from eval.checkpoint_paths import CheckpointError, checkpoint_path, find_checkpoints
 from eval.checkpoints import CheckpointEvaluation, best_of, evaluate_checkpoints
 from eval.pipeline import EvalRequest, evaluate
-from eval.sweep import SweepError, parse_grid
+from eval.sweep import Sweep, SweepError, SweepRequest, parse_grid
 from tests.conftest import random_adapter
 from tests.eval.conftest import texts_of
 
@@ -85,14 +87,22 @@ def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(
     (source / "base.partial.jsonl").write_text(marked)  # proves the copy is used, not regenerated
 
     same = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "same")
-    assert evaluate_checkpoints(same, base_from=source) == 0
+    assert evaluate_checkpoints(same, base_from=[source]) == 0
     assert set(texts_of(tmp_path / "same")["base"]) == {"from the first run"}
 
     other = EvalRequest(
         "tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "other", deterministic=True
     )
-    assert evaluate_checkpoints(other, base_from=source) == 0  # other settings: generated here
+    assert evaluate_checkpoints(other, base_from=[source]) == 0  # other settings: generated here
     assert "from the first run" not in texts_of(tmp_path / "other")["base"]
+
+    # several sources (a sweep's earlier points): the first whose settings match is taken
+    partial = tmp_path / "other" / "base.partial.jsonl"
+    rows = [json.loads(line) for line in partial.read_text().splitlines()]
+    partial.write_text("\n".join(json.dumps({**r, "text": "from the other run"}) for r in rows) + "\n")
+    third = replace(other, out_dir=tmp_path / "third")
+    assert evaluate_checkpoints(third, base_from=[source, tmp_path / "other"]) == 0
+    assert set(texts_of(tmp_path / "third")["base"]) == {"from the other run"}
 
 
 @pytest.mark.slow
@@ -205,3 +215,21 @@ def test_sweep_grid():
     ):
         with pytest.raises(SweepError, match=message):
             parse_grid(bad)
+
+
+def test_each_sweep_point_offers_every_earlier_point_as_its_base_source(tmp_path):
+    """A grid that mixes LoRA and full fine-tuning: the third point (full) can take the base of
+    the second (full) even though the first (LoRA) generated it under other settings."""
+    sweep = Sweep(
+        SweepRequest("tiny", "adapter+learning_rate=lora+1e-3,null+4e-4,null+8e-4", out_dir=tmp_path)
+    )
+
+    def sources(command: list[str]) -> list[str]:
+        if "--base-from" not in command:
+            return []
+        rest = command[command.index("--base-from") + 1 :]
+        return list(itertools.takewhile(lambda arg: not arg.startswith("--"), rest))
+
+    first, second, third = (sources(sweep.score_command(p)) for p in sweep.points)
+    outs = [str(sweep.run_dir(p) / "eval-checkpoints") for p in sweep.points]
+    assert (first, second, third) == ([], outs[:1], outs[:2])
