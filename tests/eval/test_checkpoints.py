@@ -78,13 +78,19 @@ def test_every_checkpoint_is_scored_on_validation_and_best_is_evaluated_on_test(
     assert "Checkpoints (validation ROUGE)" in (out / "report.md").read_text()
 
 
+def mark_base(out_dir, text):
+    """Every saved base generation of an evaluation becomes `text`: where it turns up again, it
+    was copied, not regenerated."""
+    partial = out_dir / "base.partial.jsonl"
+    rows = [json.loads(line) for line in partial.read_text().splitlines()]
+    partial.write_text("".join(json.dumps({**r, "text": text}) + "\n" for r in rows))
+
+
 def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(checkpoint_run, tmp_path):
     first = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3)
     assert evaluate_checkpoints(first) == 0
     source = checkpoint_run / "eval-checkpoints"
-    rows = [json.loads(line) for line in (source / "base.partial.jsonl").read_text().splitlines()]
-    marked = "\n".join(json.dumps({**r, "text": "from the first run"}) for r in rows) + "\n"
-    (source / "base.partial.jsonl").write_text(marked)  # proves the copy is used, not regenerated
+    mark_base(source, "from the first run")
 
     same = EvalRequest("tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "same")
     assert evaluate_checkpoints(same, base_from=[source]) == 0
@@ -97,9 +103,7 @@ def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(
     assert "from the first run" not in texts_of(tmp_path / "other")["base"]
 
     # several sources (a sweep's earlier points): the first whose settings match is taken
-    partial = tmp_path / "other" / "base.partial.jsonl"
-    rows = [json.loads(line) for line in partial.read_text().splitlines()]
-    partial.write_text("\n".join(json.dumps({**r, "text": "from the other run"}) for r in rows) + "\n")
+    mark_base(tmp_path / "other", "from the other run")
     third = replace(other, out_dir=tmp_path / "third")
     assert evaluate_checkpoints(third, base_from=[source, tmp_path / "other"]) == 0
     assert set(texts_of(tmp_path / "third")["base"]) == {"from the other run"}
