@@ -10,6 +10,7 @@ resumes from the last checkpoint; a finished run is refused unless ``overwrite``
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -188,6 +189,34 @@ def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
     return resolved, run_dir, run_info
 
 
+def checkpoint_is_whole(path: Path) -> bool:
+    """The trainer writes ``trainer_state.json`` last: without it (or cut short) the folder
+    is a save that was killed halfway."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def remove_incomplete_checkpoints(output_dir: Path) -> None:
+    """Axolotl and transformers resume from the highest ``checkpoint-N/`` whatever it holds:
+    from a half-written one they crash, or restart the step count with its weights. Remove
+    such folders so a run killed while saving resumes from its last whole checkpoint."""
+    for path in output_dir.glob("checkpoint-*"):
+        if (
+            path.is_dir()
+            and path.name.removeprefix("checkpoint-").isdigit()
+            and not checkpoint_is_whole(path)
+        ):
+            log.warning(
+                "%s: no complete trainer_state.json (the run stopped while saving it); removed, "
+                "the run resumes from the checkpoint before",
+                path,
+            )
+            shutil.rmtree(path)
+
+
 def train(request: TrainRequest) -> int:
     """Check, then run the trainer in its own process; 0 when the adapter is written."""
     try:
@@ -209,6 +238,7 @@ def train(request: TrainRequest) -> int:
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
     }
+    remove_incomplete_checkpoints(run_dir / "adapter")
     log.info("running: %s", " ".join(cmd))
     started = time.time()
     result = subprocess.run(cmd, env=env, cwd=run_dir)

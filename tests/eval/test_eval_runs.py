@@ -76,7 +76,7 @@ def test_sigkilled_evaluation_resumes_and_matches_an_uninterrupted_run(tiny_run)
     run = yaml.safe_load((tiny_run / "run.yml").read_text())
     run["evaluation"].update(limit=40, max_new_tokens=32)
     (tiny_run / "run.yml").write_text(yaml.safe_dump(run))
-    partial = tiny_run / "eval" / "base.partial.jsonl"
+    partials = {name: tiny_run / "eval" / f"{name}.partial.jsonl" for name in ("base", "finetuned")}
     proc = subprocess.Popen(
         evaluate_cmd(tiny_run, "--save-every", "2"),
         start_new_session=True,
@@ -84,17 +84,26 @@ def test_sigkilled_evaluation_resumes_and_matches_an_uninterrupted_run(tiny_run)
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    while len(lines(partial)) < 6:
+    while len(lines(partials["base"])) < 6:
         assert proc.poll() is None and time.time() < deadline, "evaluation ended or stalled before the kill"
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # the evaluator and its vLLM engine process
     proc.wait()
-    kept = len(PartialPredictions(partial).done)  # a line cut by the kill is dropped
-    assert 6 <= kept < 40 and not (tiny_run / "eval" / "predictions.jsonl").exists()
+    # A line cut by the kill is dropped. The base may finish between the poll and the kill
+    # on a fast machine; the kill then lands in the fine-tuned system's generation.
+    kept = {name: len(PartialPredictions(path).done) for name, path in partials.items()}
+    assert kept["base"] >= 6 and sum(kept.values()) < 80
+    assert not (tiny_run / "eval" / "predictions.jsonl").exists()
 
     resumed = subprocess.run(evaluate_cmd(tiny_run, "--save-every", "2"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"generating {40 - kept} of 40 ({kept} already done)" in resumed.stderr
+    for name, done in kept.items():
+        said = (
+            "all 40 items already generated"
+            if done == 40
+            else f"generating {40 - done} of 40 ({done} already done)"
+        )
+        assert f"{name}: {said}" in resumed.stderr
     for name in ("base", "finetuned"):  # every item once, none generated twice
         ids = [r["id"] for r in lines(tiny_run / "eval" / f"{name}.partial.jsonl")]
         assert len(ids) == len(set(ids)) == 40

@@ -1,9 +1,11 @@
-"""A training run killed with SIGKILL resumes from its last checkpoint when the same command
-runs again, and continues exactly as an uninterrupted run would (same data order, same
-losses). And the HF token never lands in anything a run writes."""
+"""A training run killed with SIGKILL resumes from its last whole checkpoint when the same
+command runs again (one cut short by the kill is removed), and continues exactly as an
+uninterrupted run would (same data order, same losses). And the HF token never lands in
+anything a run writes."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,26 +57,38 @@ def test_sigkilled_training_resumes_from_checkpoint(tmp_path, tiny_llama):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    while not (killed / "adapter" / "checkpoint-4" / "trainer_state.json").exists():
-        assert proc.poll() is None and time.time() < deadline, "training ended or stalled before checkpoint-4"
-        time.sleep(0.2)
+    while not (killed / "adapter" / "checkpoint-2" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended or stalled before checkpoint-2"
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "TRAINED").exists()
+    # The last whole checkpoint (2, or 4 where training ran on before the kill landed); the
+    # next one as a kill during its save leaves it: weights written, trainer_state.json not.
+    whole = max(
+        int(p.parent.name.split("-")[1]) for p in (killed / "adapter").glob("checkpoint-*/trainer_state.json")
+    )
+    assert whole < 6
+    torn = killed / "adapter" / f"checkpoint-{whole + 2}"
+    shutil.copytree(killed / "adapter" / f"checkpoint-{whole}", torn, dirs_exist_ok=True)
+    (torn / "trainer_state.json").unlink()
 
     rerun = subprocess.run(train_cmd(tiny_llama, killed), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "checkpoint-4" in rerun.stdout + rerun.stderr  # Axolotl says which checkpoint it resumed
+    said = rerun.stdout + rerun.stderr
+    assert f"checkpoint-{whole + 2}: no complete trainer_state.json" in said
+    assert f"checkpoint-{whole}" in said  # Axolotl says which checkpoint it resumed
     resumed, expected = history(killed, "loss"), history(reference, "loss")
     assert max(resumed) == 6
-    for step in (5, 6):  # the steps trained after the resume match the uninterrupted run
+    for step in range(whole + 1, 7):  # the steps trained after the resume match the uninterrupted run
         assert resumed[step] == pytest.approx(expected[step], rel=1e-3)  # CPU float noise ~2e-4
     # Same data order, exactly: the batches after the resume hold the same number of
-    # trainable (summary) tokens as steps 5 and 6 of the uninterrupted run. Axolotl's
-    # counter restarts at the resume, so compare per-step increments.
+    # trainable (summary) tokens as in the uninterrupted run. Axolotl's counter restarts at
+    # the resume, so compare per-step increments.
     got, ref = history(killed, "tokens/trainable"), history(reference, "tokens/trainable")
-    assert got[5] == ref[5] - ref[4]
-    assert got[6] - got[5] == ref[6] - ref[5]
+    assert got[whole + 1] == ref[whole + 1] - ref[whole]
+    for step in range(whole + 2, 7):
+        assert got[step] - got[step - 1] == ref[step] - ref[step - 1]
 
     for run_dir in (reference, killed):
         for path in run_dir.rglob("*"):
