@@ -200,9 +200,9 @@ def checkpoint_is_whole(path: Path) -> bool:
 
 
 def remove_incomplete_checkpoints(output_dir: Path) -> None:
-    """Axolotl and transformers resume from the highest ``checkpoint-N/`` whatever it holds:
-    from a half-written one they crash, or restart the step count with its weights. Remove
-    such folders so a run killed while saving resumes from its last whole checkpoint."""
+    """Axolotl and transformers resume from the highest ``checkpoint-N/`` whatever it holds,
+    and crash on a half-written one. Remove such folders so a run killed while saving resumes
+    from its last whole checkpoint."""
     for path in output_dir.glob("checkpoint-*"):
         if (
             path.is_dir()
