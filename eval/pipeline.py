@@ -34,6 +34,7 @@ from eval.backends import (
     get_backend,
     has_cuda,
     max_new_tokens_for,
+    reloads_exactly,
     stop_token_ids,
 )
 from eval.checkpoint_paths import CheckpointError, checkpoint_path
@@ -41,9 +42,10 @@ from eval.metrics import get_metrics, summarize
 from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
 from eval.report import write_report
-from training.merge import merge_adapter, quantized_from
+from training.merge import merge_adapter
 from training.paths import FINISHED, default_run_dir
 from training.recipe import project_defaults
+from training.run_record import is_qlora, quantized_from, trained_every_weight
 
 log = logging.getLogger("evaluate")
 SYSTEMS = ("base", "finetuned")
@@ -208,10 +210,10 @@ class Evaluation:
 
     def adapter_mode(self, asked: str) -> str:
         """How the fine-tuned side loads. QLoRA: merged into the NF4-dequantized base, what
-        training computed (an adapter on the original base scored lower, results page). LoRA:
-        vLLM on CPU serves a merged model ~10x faster than base + LoRA; elsewhere the adapter
+        training computed (an adapter on the original base scored lower: results/evaluation.md). LoRA:
+        vLLM on CPU generates with a merged model ~5x faster than base + LoRA; elsewhere the adapter
         stays apart. Full fine-tuning: the trained model itself."""
-        if not self.run.get("adapter"):
+        if trained_every_weight(self.run):
             if asked != "auto":
                 raise EvaluationError(
                     f"adapter mode '{asked}': {self.run['recipe']} trained every weight (adapter: null), so "
@@ -220,8 +222,7 @@ class Evaluation:
             return FULL
         if asked != "auto":
             return asked
-        qlora = self.run["adapter"] == "qlora"
-        return "merged" if qlora or (self.backend_name == "vllm" and not has_cuda()) else "lora"
+        return "merged" if is_qlora(self.run) or (self.backend_name == "vllm" and not has_cuda()) else "lora"
 
     def decoding(self) -> str:
         return (
@@ -272,7 +273,7 @@ class Evaluation:
             return [System("base", base, None), System("finetuned", str(self.trained), None)]
         if self.mode == "merged":
             return [System("base", base, None), System("finetuned", str(self.merged_model()), None)]
-        if self.mode == "quantized" and self.run.get("adapter") != "qlora":
+        if self.mode == "quantized" and not is_qlora(self.run):
             raise EvaluationError(
                 f"adapter mode 'quantized' is for QLoRA runs; {self.run['recipe']} trained {self.run.get('adapter')}"
             )
@@ -287,29 +288,37 @@ class Evaluation:
     def merge(self, adapter: Path, out: Path) -> None:
         """Merge ``adapter`` into the run's base as training saw it (QLoRA: the NF4 round trip)."""
         log.info("merging %s into %s", adapter, out)
-        qlora = self.run.get("adapter") == "qlora"
-        merge_adapter(self.run["base_model"], adapter, out, qlora, quantized_from(self.run))
+        merge_adapter(self.run["base_model"], adapter, out, is_qlora(self.run), quantized_from(self.run))
 
     # -- generate --------------------------------------------------------------------------
     def generate(self) -> dict:
-        """Generate every missing item, one engine per model (adapters per request where the
-        backend serves them); return throughput and engine start times."""
+        """Generate every missing item with one engine where it can serve both sides: adapters
+        per request, or the fine-tuned weights loaded into the base's engine in place (merged
+        or full fine-tune, where that is exact); else an engine per model. Return throughput,
+        engine start (or weight load) times and how many engines started."""
         throughput, started_in = {}, {}
-        engine, engine_key = None, None
+        engine, engine_key, starts = None, None, 0
         per_request = self.backend_cls.adapters_per_request
+        reload = self.mode in ("merged", FULL) and reloads_exactly(
+            self.backend_cls, self.run["base_model"], self.mode == FULL
+        )
         for system in self.systems():
             if all(ex.id in self.partials[system.name].done for ex in self.examples):
                 log.info("%s: all %d items already generated (resumed)", system.name, len(self.examples))
                 continue
             key = (system.model, None if per_request else system.adapter, system.quantized)
             started = time.time()
-            if key != engine_key:
+            if key != engine_key and engine is not None and reload:
+                log.info("%s: loading %s's weights into the running engine", system.name, system.model)
+                engine.load_weights_from(system.model)
+            elif key != engine_key:
                 if engine is not None:
                     engine.close()
                 four_bit = quantized_from(self.run) if system.quantized else None
                 settings = replace(self.engine_settings, four_bit_from=four_bit)
                 engine = self.backend_cls(system.model, settings, adapter=key[1])
-                engine_key = key
+                starts += 1
+            engine_key = key
             started_in[system.name] = round(time.time() - started, 1)
             throughput[system.name] = run_system(
                 system,
@@ -325,7 +334,7 @@ class Evaluation:
             )
         if engine is not None:
             engine.close()
-        return {"throughput": throughput, "engine_start_seconds": started_in}
+        return {"throughput": throughput, "engine_start_seconds": started_in, "engine_starts": starts}
 
     # -- report ----------------------------------------------------------------------------
     def rows(self) -> list[dict]:

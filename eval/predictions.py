@@ -12,7 +12,9 @@ from datasets_fmt import atomic
 
 
 class PartialPredictions:
-    """``<name>.partial.jsonl``: one JSON object per finished item, keyed by ``id``."""
+    """``<name>.partial.jsonl``: one JSON object per finished item, keyed by ``id``. Kept after
+    the evaluation finishes: a re-run with the same settings reads it instead of generating,
+    and a sweep takes its base outputs from an earlier point's log."""
 
     def __init__(self, path: Path):
         self.path = path

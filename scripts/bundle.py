@@ -1,5 +1,5 @@
 """Offline bundles for GPU nodes without network: wheels for the NODE's Python and platform, data
-and model folders, packed in parts small enough for a capped transfer (see training/bundle.py).
+and model folders, packed in parts small enough for a capped transfer (see the offline package).
 
 On a machine with internet (`--have`: the node's `python3 -m pip freeze`, to leave out what it has):
     python scripts/bundle.py build --out bundle -r requirements/train.txt --have node-freeze.txt \\
@@ -21,15 +21,15 @@ import logging
 import sys
 from pathlib import Path
 
-from training.bundle import (
+from offline.build import build
+from offline.common import (
     DEFAULT_PART_SIZE,
     DEFAULT_PLATFORMS,
     DEFAULT_PYTHON_VERSION,
     BundleError,
-    build,
-    install,
     parse_size,
 )
+from offline.install import install
 from training.paths import REPO
 
 
@@ -42,7 +42,7 @@ def part_size(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The two subcommands, options mirroring training.bundle.build and install."""
+    """The two subcommands, options mirroring offline.build.build and offline.install.install."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

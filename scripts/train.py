@@ -8,7 +8,9 @@ Several machines: the same command on each, with --machines M --machine-rank R -
 
 import sys
 
+from eval.recipe_block import check_evaluation_block
 from training.runner import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the two sides meet here: the recipe's evaluation: block is checked by the package that owns it
+    sys.exit(main(block_checks={"evaluation": check_evaluation_block}))

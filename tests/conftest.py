@@ -97,6 +97,16 @@ def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_untied(tmp_path_factory, smollm2_dir) -> Path:
+    """tiny_llama with an output layer of its own (untied embeddings, as Llama-3-8B has)."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = tiny_llama_config(tokenizer, tie_word_embeddings=False, **_special_ids(tokenizer))
+    return _tiny_model(tmp_path_factory, "tiny-llama-untied", tokenizer, LlamaForCausalLM, config)
+
+
+@pytest.fixture(scope="session")
 def tiny_llama3(tmp_path_factory, llama3_tokenizer_dir) -> Path:
     """A 2-layer random Llama with the real Llama-3 tokenizer and chat template."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

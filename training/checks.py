@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 from training.recipe import RecipeError, Resolved, defining_file
 
@@ -62,27 +63,36 @@ RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
     "logging_steps": (whole(1), "a whole number of steps >= 1"),
     "save_total_limit": (whole(1), "a whole number >= 1"),
 }
-EVAL_RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "limit": (whole(1), "a whole number of items >= 1 (or null: the whole split)"),
-    "max_new_tokens": (whole(1), "a whole number >= 1 (or null: from the references)"),
-    "num_beams": (whole(1), "a whole number >= 1 (1: greedy)"),
-    "batch_size": (whole(1), "a whole number >= 1"),
-}
 
 
-def check_values(resolved: Resolved) -> None:
-    """Sizes, ranks, rates and probabilities inside the ranges training can use."""
-    config, project = resolved.config, resolved.project
+class BlockProblem(ValueError):
+    """What the check of a block another package owns found: the dotted key at fault and a
+    one-line problem that starts with it (``evaluation.backend: 'tgi' is not one of ...``)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+
+
+# The check of a project block that another package owns (eval checks ``evaluation:``): it gets
+# the block's resolved values and raises BlockProblem. The entry point that composes the two
+# sides passes it in (scripts/train.py), so training never imports what it does not own.
+BlockCheck = Callable[[dict], None]
+
+
+def check_values(resolved: Resolved, block_checks: Mapping[str, BlockCheck] = MappingProxyType({})) -> None:
+    """Sizes, ranks, rates and probabilities inside the ranges training can use; the names
+    that pick components; and each block another package checks itself."""
+    config = resolved.config
     for key, (ok, what) in RANGES.items():
         value = config.get(key)
         if value is not None and not ok(value):
             raise RecipeError(f"{where(resolved, key)}: {key}: {value!r} cannot be used: it must be {what}")
-    for key, (ok, what) in EVAL_RANGES.items():
-        value = project["evaluation"][key]
-        if value is not None and not ok(value):
-            raise RecipeError(
-                f"{where(resolved, f'evaluation.{key}')}: evaluation.{key}: {value!r} cannot be used: it must be {what}"
-            )
+    for block, check in block_checks.items():
+        try:
+            check(resolved.project[block])
+        except BlockProblem as problem:
+            raise RecipeError(f"{where(resolved, problem.key)}: {problem}") from None
     check_choices(resolved)
     check_memory_mode(resolved)
 
@@ -106,38 +116,36 @@ def check_memory_mode(resolved: Resolved) -> None:
         )
 
 
-def _choice(resolved: Resolved, key: str, value, known) -> None:
+def require_choice(key: str, value, known) -> None:
+    """``value`` is one of the ``known`` names, or a BlockProblem that suggests the closest."""
     if value not in known:
         hint = difflib.get_close_matches(str(value), list(known), n=1)
-        raise RecipeError(
-            f"{where(resolved, key)}: {key}: {value!r} is not one of {', '.join(known)}"
-            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        raise BlockProblem(
+            key,
+            f"{key}: {value!r} is not one of {', '.join(known)}"
+            + (f" (did you mean '{hint[0]}'?)" if hint else ""),
         )
 
 
 def check_choices(resolved: Resolved) -> None:
-    """Names that pick a component (corpus, format, trainer, backend, metric) exist."""
+    """Names that pick a training-side component (trainer, corpus, format) exist and fit."""
     from datasets_fmt.prompts import FORMATS
     from datasets_fmt.sources import CORPORA
-    from eval.backends import ADAPTER_MODES, BACKENDS
-    from eval.metrics import METRICS
     from training.launch import TRAINERS
 
-    data, evaluation = resolved.project["data"], resolved.project["evaluation"]
-    _choice(resolved, "trainer", resolved.project["trainer"], TRAINERS)
-    _choice(resolved, "data.corpus", data["corpus"], CORPORA)
-    _choice(resolved, "data.format", data["format"], FORMATS)
-    _choice(resolved, "evaluation.backend", evaluation["backend"], BACKENDS)
-    _choice(resolved, "evaluation.adapter_mode", evaluation["adapter_mode"], ADAPTER_MODES)
-    metrics = evaluation["metrics"]
-    if not isinstance(metrics, list) or not metrics:
-        raise RecipeError(f"{where(resolved, 'evaluation')}: evaluation.metrics must be a list, e.g. [rouge]")
-    for name in metrics:
-        _choice(resolved, "evaluation.metrics", name, METRICS)
-    seq2seq_format = FORMATS[data["format"]].is_seq2seq
-    if seq2seq_format != (resolved.project["trainer"] == "seq2seq"):
+    data, trainer = resolved.project["data"], resolved.project["trainer"]
+    for key, value, known in (
+        ("trainer", trainer, TRAINERS),
+        ("data.corpus", data["corpus"], CORPORA),
+        ("data.format", data["format"], FORMATS),
+    ):
+        try:
+            require_choice(key, value, known)
+        except BlockProblem as problem:
+            raise RecipeError(f"{where(resolved, key)}: {problem}") from None
+    if FORMATS[data["format"]].is_seq2seq != (trainer == "seq2seq"):
         raise RecipeError(
-            f"{where(resolved, 'trainer')}: trainer '{resolved.project['trainer']}' with data.format "
+            f"{where(resolved, 'trainer')}: trainer '{trainer}' with data.format "
             f"'{data['format']}': encoder-decoder models use trainer: seq2seq with format: seq2seq, "
             "decoder-only models trainer: axolotl with another format"
         )

@@ -6,14 +6,12 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 
-import yaml
-
 from training.paths import REPO, STRATEGIES
-from training.recipe import RecipeError, deep_merge
+from training.recipe import RecipeError, deep_merge, load_yaml_file
 
 # trainer name -> the module that trains a resolved config.yml
 TRAINERS = {
-    "axolotl": "axolotl.cli.train",  # decoder-only models
+    "axolotl": "training.axolotl_train",  # decoder-only models: axolotl.cli.train, seeded first
     "seq2seq": "training.seq2seq",  # encoder-decoders (Flan-T5): Axolotl has no such path
 }
 
@@ -74,7 +72,7 @@ def apply_strategy(config: dict, strategy: str | None) -> tuple[dict, list[str]]
             f"STRATEGY={strategy} needs {package}, which this environment lacks: "
             f".venv/train/bin/pip install {pinned(package)} (make setup installs it on a machine with a GPU)"
         )
-    config = deep_merge(config, yaml.safe_load(path.read_text()))
+    config = deep_merge(config, load_yaml_file(path))
     changes = []
     if config.get("fsdp_version") and config.get("optimizer") in FSDP_OPTIMIZERS:
         new = FSDP_OPTIMIZERS[config["optimizer"]]

@@ -21,17 +21,13 @@ import yaml
 
 from datasets_fmt import atomic
 from training.paths import default_run_dir
+from training.run_record import is_qlora, quantized_from, trained_every_weight
 
 PROBE = [
     "#Person1#: Could you send me the report by Friday?\n#Person2#: Sure, I will email it on Thursday.",
     "Summarize the following dialogue.",
 ]
 TOLERANCE = 1e-3  # max |logit difference|, fp32
-
-
-def quantized_from(run: dict) -> str:
-    """The dtype the base was in when QLoRA quantized it: bf16 on a GPU, fp32 on a CPU."""
-    return "bfloat16" if run.get("hardware") == "cuda" else "float32"
 
 
 def nf4_round_trip(model, quantized_from: str = "bfloat16") -> int:
@@ -162,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     run_file = run_dir / "run.yml"
     run = yaml.safe_load(run_file.read_text()) if run_file.exists() else {}
     adapter = run_dir / "adapter"
-    if run and not run.get("adapter"):
+    if run and trained_every_weight(run):
         print(
             f"error: {run['recipe']} trained every weight (adapter: null): {adapter} already holds the "
             "whole model, so there is nothing to merge; evaluate or serve it as it is",
@@ -176,6 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     out = args.out or run_dir / "merged"
-    check = merge_adapter(run["base_model"], adapter, out, run.get("adapter") == "qlora", quantized_from(run))
+    check = merge_adapter(run["base_model"], adapter, out, is_qlora(run), quantized_from(run))
     print(f"merged: {out} (max |logit diff| vs base+adapter {check['max_abs_logit_diff']:.1e})")
     return 0

@@ -34,6 +34,10 @@ PROJECT_BLOCKS = ("data", "evaluation", "memory")
 PROJECT_KEYS = ("trainer", *PROJECT_BLOCKS)
 
 
+class RecipeError(ValueError):
+    """A recipe that cannot run: says which file and key, and how to fix it."""
+
+
 class RecipeLoader(yaml.SafeLoader):
     """YAML as people write numbers: ``1e-4`` is a float (PyYAML's YAML 1.1 reads it as a
     string unless written ``1.0e-4``)."""
@@ -57,8 +61,41 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
 
 
-class RecipeError(ValueError):
-    """A recipe that cannot run: says which file and key, and how to fix it."""
+def first_duplicate_key(node: yaml.Node | None, path: tuple[str, ...] = ()) -> tuple[str, int, int] | None:
+    """The first key a mapping defines twice, at any depth, as (dotted key, first line, second
+    line): YAML allows it and the last one silently wins."""
+    if isinstance(node, yaml.SequenceNode):
+        return next(filter(None, (first_duplicate_key(item, path) for item in node.value)), None)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen: dict[str, int] = {}
+    for key, value in node.value:
+        name = str(key.value)
+        line = key.start_mark.line + 1
+        if name in seen and name != "<<":
+            return ".".join((*path, name)), seen[name], line
+        seen[name] = line
+        found = first_duplicate_key(value, (*path, name))
+        if found:
+            return found
+    return None
+
+
+def load_yaml_file(path: Path) -> Any:
+    """A recipe file's YAML, refusing a key defined twice (naming it and both lines)."""
+    loader = RecipeLoader(path.read_text(encoding="utf-8-sig"))
+    try:
+        node = loader.get_single_node()
+        duplicate = first_duplicate_key(node)
+        if duplicate:
+            key, first, second = duplicate
+            raise RecipeError(
+                f"{path}: key '{key}' is defined twice (lines {first} and {second}); the second would "
+                "silently win: keep one"
+            )
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -108,7 +145,7 @@ def deep_merge(base: dict, over: dict) -> dict:
 def read_yaml_mapping(path: Path) -> dict:
     """One recipe file as a mapping; a YAML error names the file, line and column."""
     try:
-        data = load_yaml(path.read_text(encoding="utf-8-sig")) or {}
+        data = load_yaml_file(path) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""

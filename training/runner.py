@@ -17,12 +17,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
-from training.checks import check_against_model, check_values, validate
+from training.checks import BlockCheck, check_against_model, check_values, validate
 from training.hardware import adapt_to_cpu, choose_checkpointing
 from training.launch import Launch, apply_strategy, build_command, pin_single_process
 from training.paths import FINISHED, REPO, default_run_dir
@@ -134,13 +136,14 @@ def smallest_gpu_gib(gpus: int, launch: Launch) -> float | None:
     return min((torch.cuda.get_device_properties(i).total_memory / 2**30 for i in used), default=None)
 
 
-def check(request: TrainRequest) -> tuple[Resolved, Path, dict]:
-    """Resolve and validate recipe and data; write config.yml and run.yml. Loads no model."""
+def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tuple[Resolved, Path, dict]:
+    """Resolve and validate recipe and data (``block_checks``: the blocks other packages check,
+    by block name); write config.yml and run.yml. Loads no model."""
     import torch
 
     overrides = [*request.overrides, *([f"data.location={request.data_dir}"] if request.data_dir else [])]
     resolved = resolve(request.recipe, overrides)
-    check_values(resolved)
+    check_values(resolved, block_checks)
     run_dir = choose_run_dir(request, resolved)
     strategy = request.strategy or ("ddp" if request.launch.processes > 1 else None)
     resolved.config, strategy_changes = apply_strategy(resolved.config, strategy)
@@ -217,10 +220,10 @@ def remove_incomplete_checkpoints(output_dir: Path) -> None:
             shutil.rmtree(path)
 
 
-def train(request: TrainRequest) -> int:
+def train(request: TrainRequest, block_checks: Mapping[str, BlockCheck] = MappingProxyType({})) -> int:
     """Check, then run the trainer in its own process; 0 when the adapter is written."""
     try:
-        resolved, run_dir, run_info = check(request)
+        resolved, run_dir, run_info = check(request, block_checks)
     except (RecipeError, DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
@@ -304,10 +307,7 @@ def parse_args(argv: list[str] | None) -> TrainRequest:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, block_checks: Mapping[str, BlockCheck] = MappingProxyType({})) -> int:
+    """The command line of scripts/train.py, which passes the evaluation side's block check."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    return train(parse_args(argv))
-
-
-if __name__ == "__main__":  # python -m training.runner (benchmarks start runs this way)
-    sys.exit(main())
+    return train(parse_args(argv), block_checks)

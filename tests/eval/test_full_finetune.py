@@ -7,6 +7,9 @@ import shutil
 import pytest
 import yaml
 
+from eval import pipeline
+from eval.backends import reloads_exactly
+from eval.backends.hf import HFBackend
 from eval.checkpoints import CheckpointEvaluation, evaluate_checkpoints
 from eval.pipeline import EvalRequest, evaluate
 from eval.serve import serve_command
@@ -65,8 +68,9 @@ def test_every_full_checkpoint_is_scored_and_best_is_evaluated(full_run):
 
 @pytest.mark.slow
 def test_full_checkpoints_get_an_engine_each_with_vllm(full_run):
-    """Not one engine reloaded in place: vLLM's reload left a tied output layer stale (the
-    texts differed from fresh engines'), so each full checkpoint starts its own engine."""
+    """Not one engine reloaded in place for a model with tied embeddings (tiny_llama's): vLLM's
+    reload left the tied output layer stale (the texts differed from fresh engines'), so each
+    full checkpoint starts its own engine."""
     pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
     request = EvalRequest("tiny", run_dir=full_run, backend="vllm", limit=3, deterministic=True)
     evaluation = CheckpointEvaluation(request)
@@ -75,6 +79,40 @@ def test_full_checkpoints_get_an_engine_each_with_vllm(full_run):
     assert (timing["engine_starts"], timing["weight_reloads"]) == (3, 0)
     evaluation.report(timing)
     assert len({tuple(t) for t in texts_of(full_run / "eval-checkpoints").values()}) == 3
+
+
+def test_weights_are_loaded_in_place_only_where_that_is_exact(tiny_llama, tiny_llama_untied):
+    vllm = pytest.importorskip("eval.backends.vllm", reason="vLLM is not installed in this environment")
+    assert reloads_exactly(vllm.VLLMBackend, str(tiny_llama), every_weight=False)  # merged adapter
+    assert not reloads_exactly(vllm.VLLMBackend, str(tiny_llama), every_weight=True)  # tied embeddings
+    assert reloads_exactly(vllm.VLLMBackend, str(tiny_llama_untied), every_weight=True)
+    assert not reloads_exactly(HFBackend, str(tiny_llama_untied), every_weight=True)
+
+
+@pytest.mark.slow
+def test_a_full_fine_tune_with_untied_embeddings_needs_one_vllm_engine(
+    full_run, tiny_llama_untied, monkeypatch
+):
+    """The fine-tuned weights go into the base's running engine, and the texts are the ones an
+    engine started on the fine-tuned model generates."""
+    pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
+    run = yaml.safe_load((full_run / "run.yml").read_text())
+    run["base_model"] = str(tiny_llama_untied)
+    (full_run / "run.yml").write_text(yaml.safe_dump(run))
+    perturbed_model(full_run / "adapter", tiny_llama_untied, seed=1)
+    common = dict(run_dir=full_run, backend="vllm", limit=3, deterministic=True)
+
+    assert evaluate(EvalRequest("tiny", out_dir=full_run / "one", **common)) == 0
+    monkeypatch.setattr(pipeline, "reloads_exactly", lambda *args: False)
+    assert evaluate(EvalRequest("tiny", out_dir=full_run / "two", **common)) == 0
+
+    starts = {
+        d: json.loads((full_run / d / "metrics.json").read_text())["generation"]["engine_starts"]
+        for d in ("one", "two")
+    }
+    assert starts == {"one": 1, "two": 2}
+    one, two = texts_of(full_run / "one"), texts_of(full_run / "two")
+    assert one == two and one["finetuned"] != one["base"]
 
 
 def test_a_full_fine_tune_is_served_as_its_own_model(full_run):

@@ -3,15 +3,17 @@
 the file, record or key, and what to do. Never a traceback."""
 
 import logging
+import runpy
+import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
 
 from datasets_fmt.sources import load_examples
-from training import runner
 from training.checks import check_against_model
-from training.paths import RECIPES, models_dir
+from training.paths import RECIPES, REPO, models_dir
 from training.recipe import RecipeError, resolve
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "bad_inputs"
@@ -22,11 +24,18 @@ def expand(text: str, **extra) -> str:
     return text.format(cases=CASES_DIR, recipes=RECIPES, models=models_dir(), **extra)
 
 
+def train_entry(argv: list[str]) -> int:
+    """scripts/train.py as a user's command line runs it (in this process): its exit code."""
+    with mock.patch.object(sys, "argv", ["scripts/train.py", *argv]), pytest.raises(SystemExit) as done:
+        runpy.run_path(str(REPO / "scripts" / "train.py"), run_name="__main__")
+    return done.value.code
+
+
 def check_error(args: list[str], tmp_path, caplog) -> str:
     """Run the check the way `make check` does; return the one error line it logged."""
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        rc = runner.main([*args, "--check", "--run-dir", str(tmp_path / "run")])
+        rc = train_entry([*args, "--check", "--run-dir", str(tmp_path / "run")])
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert rc == 2, f"accepted: {args}"
     assert len(errors) == 1 and "\n" not in errors[0], errors
@@ -62,7 +71,7 @@ def test_finished_run_is_not_overwritten(tmp_path, caplog, smollm2_dir):
     run_dir.mkdir()
     (run_dir / "TRAINED").write_text("finished\n")
     caplog.clear()
-    rc = runner.main(
+    rc = train_entry(
         [
             "smollm2-dialogsum",
             "--data-dir",

@@ -20,7 +20,7 @@ CONFIG = "/runs/x/config.yml"
 
 
 def test_one_process_runs_the_trainer_module_directly():
-    assert build_command(CONFIG, "axolotl") == [sys.executable, "-m", "axolotl.cli.train", CONFIG]
+    assert build_command(CONFIG, "axolotl") == [sys.executable, "-m", "training.axolotl_train", CONFIG]
     assert build_command(CONFIG, "seq2seq") == [sys.executable, "-m", "training.seq2seq", CONFIG]
 
 
@@ -28,7 +28,7 @@ def test_several_gpus_go_through_accelerate_launch():
     cmd = build_command(CONFIG, "axolotl", Launch(gpus=4))
     assert cmd == [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4", "--num_machines", "1",
-        "--dynamo_backend", "no", "-m", "axolotl.cli.train", CONFIG,
+        "--dynamo_backend", "no", "-m", "training.axolotl_train", CONFIG,
     ]  # fmt: skip
 
 
@@ -39,7 +39,7 @@ def test_two_machines_of_eight_gpus():
     assert cmd == [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "16", "--num_machines", "2",
         "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "--main_process_port", "29500",
-        "--dynamo_backend", "no", "-m", "axolotl.cli.train", CONFIG,
+        "--dynamo_backend", "no", "-m", "training.axolotl_train", CONFIG,
     ]  # fmt: skip
     with pytest.raises(RecipeError, match="--main-process-ip"):
         build_command(CONFIG, "axolotl", Launch(gpus=8, machines=2))
@@ -105,7 +105,7 @@ def test_one_process_on_a_machine_of_several_gpus_trains_on_gpu_0():
 def test_the_trainer_process_gets_the_pinned_device(monkeypatch, tmp_path):
     resolved = resolve("smollm2-dialogsum")
     run_info = {"environment": {"CUDA_VISIBLE_DEVICES": "0"}}
-    monkeypatch.setattr(runner, "check", lambda request: (resolved, tmp_path, run_info))
+    monkeypatch.setattr(runner, "check", lambda request, block_checks: (resolved, tmp_path, run_info))
     seen = {}
 
     def fake_run(cmd, env, cwd):

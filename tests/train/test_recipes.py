@@ -145,6 +145,6 @@ def test_plugin_keys_are_known_only_while_the_plugin_is_listed():
 
 def test_lora_kernels_stay_off_where_axolotl_cannot_patch_the_attention():
     # Axolotl turns its LoRA kernels on unless told; on Phi-2 at full size they failed
-    # ("Original O code not found", results/README.md section 12)
+    # ("Original O code not found", results/multi-gpu.md)
     config = resolve("phi2-dialogsum").config
     assert [config.get(k) for k in ("lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel")] == [False] * 3

@@ -1,4 +1,4 @@
-"""training/bundle.py end to end, offline: wheels built here from tiny local projects, a bundle cut
+"""The offline bundle (offline/) end to end, offline: wheels built here from tiny local projects, a bundle cut
 into small parts, installed into a fresh venv; missing/corrupt parts, `--have`, source-only
 packages, unsafe archives. pip never sees an index: its config is ignored and --no-index forced."""
 
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from training.bundle import DEFAULT_PLATFORMS, BundleError, build, install, parse_size
+from offline.build import build
+from offline.common import DEFAULT_PLATFORMS, BundleError, parse_size
+from offline.install import install
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -1,6 +1,6 @@
 """Benchmark the evaluation backends on the same prompts: vLLM vs transformers `generate`.
 
-    python scripts/bench_eval.py --data-dir DIR [--limit 500] [--model DIR]     (make bench-eval)
+    python -m benchmarks.eval_throughput --data-dir DIR [--limit 500] [--model DIR]     (make bench-eval)
 
 Greedy, same prompts (datasets_fmt.prompts), same dtype (bf16 unless --dtype), same
 max_new_tokens, same stop tokens. Prints prompts/s and output tokens/s per backend
@@ -74,3 +74,7 @@ def main() -> None:
             f"vLLM / HF: {vllm['prompts_per_s'] / hf['prompts_per_s']:.2f}x prompts/s, "
             f"{vllm['tokens_per_s'] / hf['tokens_per_s']:.2f}x output tokens/s"
         )
+
+
+if __name__ == "__main__":  # vLLM starts its engine in a child process that re-imports this module
+    main()

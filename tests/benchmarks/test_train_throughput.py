@@ -3,7 +3,7 @@ recorded, warm-up left out, and the recipe it times keeps its own plugins (Liger
 
 import pytest
 
-from training import bench as bench_train
+from benchmarks import train_throughput as bench_train
 
 
 def step(seconds, real, positions, loss=None):
@@ -50,4 +50,4 @@ def test_recipe_runs_keep_the_recipes_own_plugins():
 
     override = bench_train.plugins_override()
     plugins = resolve("llama3-dialogsum", [override]).config["plugins"]
-    assert plugins == ["axolotl.integrations.liger.LigerPlugin", "training.bench.BenchMeter"]
+    assert plugins == ["axolotl.integrations.liger.LigerPlugin", "benchmarks.train_meter.BenchMeter"]

@@ -1,6 +1,6 @@
 """Benchmark: tokenize whole training sets through the project's prompt format.
 
-    python scripts/bench_tokenize.py --data-dir DIR [--model DIR]     (make bench-tokenize)
+    python -m benchmarks.tokenize_throughput --data-dir DIR [--model DIR]     (make bench-tokenize)
 
 Prints records/s, tokens/s and peak memory (RSS) per corpus, so a regression in loading,
 validation or prompt building shows up as a number.

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from training.plain_packing import collate_packed, pack_first_fit
+from benchmarks.plain_packing import collate_packed, pack_first_fit
 
 
 @dataclass

@@ -1,0 +1,154 @@
+"""The training benchmark's Axolotl plugin: loaded into the trainer's process through the
+recipe's ``plugins:`` list, it times every optimizer step and counts the real (non-pad)
+tokens of its micro-batches, and checks once that packed samples do not see each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+try:  # only inside Axolotl's process does the plugin base matter
+    from axolotl.integrations.base import BasePlugin
+except Exception:  # noqa: BLE001 - axolotl absent or broken: the plugin is not used then
+    BasePlugin = object  # type: ignore[misc,assignment]
+
+
+class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
+    """Axolotl plugin (``plugins: [benchmarks.train_meter.BenchMeter]``): per
+    optimizer step, the wall time (CUDA-synchronized), the non-pad tokens and positions of
+    its micro-batches and the loss; once, the packing-isolation check. Writes $BENCH_JSON."""
+
+    def post_trainer_create(self, cfg: Any, trainer: Any) -> None:
+        import torch
+        from transformers import TrainerCallback
+
+        tok = trainer.processing_class
+        pad_id = tok.pad_token_id
+        acc = {"real": torch.zeros((), dtype=torch.long), "pos": 0, "docs": 0, "calls": 0}
+        record: dict[str, Any] = {
+            "len_tokenizer": len(tok),
+            "pad_token_id": pad_id,
+            "embedding_rows": trainer.model.get_input_embeddings().weight.shape[0],
+            "steps": [],
+        }
+        inner = trainer.training_step
+
+        def training_step(model, inputs, *args, **kwargs):
+            ids = inputs["input_ids"]
+            if "attention_mask" in inputs:
+                real = (inputs["attention_mask"] != 0).sum()
+            else:
+                real = (ids != pad_id).sum()
+            if acc["calls"] == 0:
+                record["first_batch_keys"] = sorted(inputs.keys())
+                record["first_batch_nonpad_ids"] = int((ids != pad_id).sum())
+                record["first_batch_real"] = int(real)
+                if os.environ.get("BENCH_CHECK_PACKING", "1") == "1" and "position_ids" in inputs:
+                    record["packing_check"] = packing_check(model, inputs, pad_id)
+                    if torch.cuda.is_available():  # the check's eval passes are not training
+                        torch.cuda.reset_peak_memory_stats()
+            acc["real"] = acc["real"] + real.cpu()
+            acc["pos"] += ids.numel()
+            if "position_ids" in inputs:
+                acc["docs"] += int((inputs["position_ids"] == 0).sum())
+            acc["calls"] += 1
+            return inner(model, inputs, *args, **kwargs)
+
+        trainer.training_step = training_step
+        state = {"t": None}
+        cuda = torch.cuda.is_available()
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+        class Meter(TrainerCallback):
+            def on_train_begin(self, args, st, control, **kw):
+                sync()
+                state["t"] = time.perf_counter()
+
+            def on_step_end(self, args, st, control, **kw):
+                sync()
+                now = time.perf_counter()
+                # Axolotl resets the peak counters when it logs: read them per step.
+                peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+                record["peak_allocated_gib"] = max(record.get("peak_allocated_gib", 0.0), peak)
+                record["steps"].append(
+                    {
+                        "seconds": now - state["t"],
+                        "real": int(acc["real"]),
+                        "peak_gib": peak,
+                        "positions": acc["pos"],
+                        "rows_docs": acc["docs"],
+                        "micro_batches": acc["calls"],
+                    }
+                )
+                state["t"] = now
+                Path(os.environ["BENCH_JSON"] + ".partial").write_text(json.dumps(record))
+                acc.update(real=torch.zeros((), dtype=torch.long), pos=0, docs=0, calls=0)
+
+            def on_log(self, args, st, control, logs=None, **kw):
+                if logs and "loss" in logs and record["steps"]:
+                    record["steps"][-1]["loss"] = logs["loss"]
+                    for key in (
+                        "tokens/total",
+                        "tokens/trainable",
+                        "grad_norm",
+                        "memory/max_allocated (GiB)",
+                    ):
+                        if key in logs:
+                            record["steps"][-1][key] = logs[key]
+
+            def on_train_end(self, args, st, control, **kw):
+                record["peak_reserved_gib_at_end"] = torch.cuda.max_memory_reserved() / 2**30 if cuda else 0.0
+                Path(os.environ["BENCH_JSON"]).write_text(json.dumps(record, indent=1))
+
+        trainer.add_callback(Meter())
+
+
+def packing_check(model: Any, inputs: dict, pad_id: int) -> dict:
+    """Per-sample mean loss of the first packed row's samples: (a) in the packed row as
+    Axolotl feeds it (position_ids resetting, no attention mask), (b) each sample alone,
+    (c) the packed row with one running position range (samples see earlier ones: what a
+    leak looks like). (a) = (b) within bf16 noise means packing keeps samples separate."""
+    import torch
+    import torch.nn.functional as F
+
+    dev = next(model.parameters()).device
+    ids, pos, labels = (inputs[k][:1].to(dev) for k in ("input_ids", "position_ids", "labels"))
+    starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+    spans = [(a, b) for a, b in zip(starts, starts[1:], strict=False) if (labels[0, a:b] != -100).any()]
+
+    def per_sample(
+        logits: torch.Tensor, offset_spans: list[tuple[int, int]], lab: torch.Tensor
+    ) -> list[float]:
+        out = []
+        for a, b in offset_spans:
+            lg, lb = logits[0, a : b - 1].float(), lab[0, a + 1 : b]
+            out.append(F.cross_entropy(lg, lb, ignore_index=-100).item())
+        return out
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        packed = per_sample(model(input_ids=ids, position_ids=pos, use_cache=False).logits, spans, labels)
+        alone = []
+        for a, b in spans:
+            n = b - a
+            lg = model(
+                input_ids=ids[:, a:b], position_ids=torch.arange(n, device=ids.device)[None], use_cache=False
+            ).logits
+            alone += per_sample(lg, [(0, n)], labels[:, a:b])
+        run = torch.arange(ids.shape[1], device=ids.device)[None]
+        leaky = per_sample(model(input_ids=ids, position_ids=run, use_cache=False).logits, spans, labels)
+    model.train(was_training)
+    return {
+        "samples": len(spans),
+        "max_abs_diff_packed_vs_alone": max(abs(p - a) for p, a in zip(packed, alone, strict=True)),
+        "max_abs_diff_leaky_vs_alone": max(abs(p - a) for p, a in zip(leaky[1:], alone[1:], strict=True))
+        if len(spans) > 1
+        else None,
+        "loss_packed": packed,
+        "loss_alone": alone,
+        "loss_leaky": leaky,
+    }

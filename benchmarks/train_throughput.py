@@ -1,0 +1,262 @@
+"""Training-throughput benchmark: a plain QLoRA training loop against the llama3-dialogsum recipe.
+
+Why: the recipe claims to train much faster than the plain transformers + PEFT +
+bitsandbytes loop such a fine-tune usually starts from, without changing what is learned. This measures both on the same GPU, in one run, with the same tokenizer,
+prompt format (``datasets_fmt``) and data, and reports real (non-pad) tokens/s, padding
+share, step time, peak GPU memory and the share of the bf16 matmul ceiling.
+
+- ``baseline``: the plain transformers + PEFT + bitsandbytes loop
+  (benchmarks/plain_qlora_loop.py) in the notes' shape and, with ``--packed``, the recipe's
+  (its LoRA shape and packed rows), so that the table separates what packing and batching
+  give from what the recipe's kernels give.
+- ``recipe``: ``scripts/train.py llama3-dialogsum`` (Axolotl) with extra overrides. The
+  plugin :class:`benchmarks.train_meter.BenchMeter` (loaded by Axolotl through ``plugins:``)
+  counts the non-pad tokens of every packed micro-batch, times each optimizer step, records
+  the loss curve and, once, checks that packed samples do not see each other.
+- ``all``: both baselines, then each recipe variant (a subprocess each), then ``table``.
+
+On a GPU machine: ``make bench-train`` (a random-weight Llama-3-8B, see
+training/random_model.py), or directly:
+    python -m benchmarks.train_throughput all --model .cache/models/llama3-8b-random --data-dir DIR \
+        --out runs/bench-train --variant default: --variant "gc:gradient_checkpointing=true"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.plain_qlora_loop import recipe_lora, run_baseline
+from training.paths import REPO, RUNS
+
+PEAK_BF16_FLOPS = 790e12  # dense bf16 matmul, measured on an H100 80GB HBM3
+PARAMS = 8.03e9  # Llama-3-8B
+FLOPS_PER_TOKEN = 4 * PARAMS  # LoRA: forward 2N + input-gradient backward 2N (no frozen weight grads)
+RECIPE = "llama3-dialogsum"
+NO_EVAL = ["data.validation_split=null", "eval_steps=null"]
+
+
+# -- figures ------------------------------------------------------------------------------
+def summarize(steps: list[dict], warmup: int) -> dict:
+    """Steady-state figures from per-step records {seconds, real, positions, loss}."""
+    steady = steps[warmup:]
+    secs = sum(s["seconds"] for s in steady)
+    real = sum(s["real"] for s in steady)
+    pos = sum(s["positions"] for s in steady)
+    tps = real / secs if secs else 0.0
+    return {
+        "measured_steps": len(steady),
+        "step_seconds": secs / len(steady) if steady else 0.0,
+        "real_tokens_per_step": real / len(steady) if steady else 0.0,
+        "real_tokens_per_s": tps,
+        "positions_per_s": pos / secs if secs else 0.0,
+        "padding_share": 1 - real / pos if pos else 0.0,
+        "ceiling_share": tps * FLOPS_PER_TOKEN / PEAK_BF16_FLOPS,
+    }
+
+
+def fix_pad_token(model_dir: Path, pad: str) -> None:
+    """Name the recipe's pad token in the model folder's tokenizer_config.json: a pad token
+    missing from the vocabulary is added at load time (len 128257) and resizes embeddings."""
+    cfg_file = model_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    if cfg.get("pad_token") != pad:
+        cfg["pad_token"] = pad
+        cfg_file.write_text(json.dumps(cfg, indent=2))
+    # A tokenizer saved after the old pad token was added carries it as id 128256: drop
+    # added tokens beyond the model's vocabulary.
+    vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    tok_file = model_dir / "tokenizer.json"
+    tok = json.loads(tok_file.read_text())
+    kept = [t for t in tok["added_tokens"] if t["id"] < vocab]
+    if len(kept) != len(tok["added_tokens"]):
+        tok["added_tokens"] = kept
+        tok_file.write_text(json.dumps(tok, ensure_ascii=False))
+
+
+def resolved_recipe(overrides: list[str] = ()) -> dict:
+    from training.recipe import resolve
+
+    return resolve(RECIPE, list(overrides)).config
+
+
+def recipe_pad_token() -> str:
+    return resolved_recipe()["special_tokens"]["pad_token"]
+
+
+def plugins_override() -> str:
+    """The meter joins the recipe's own plugins (Liger): a `plugins=` override replaces the list."""
+    plugins = [*(resolved_recipe().get("plugins") or []), "benchmarks.train_meter.BenchMeter"]
+    return f"plugins=[{','.join(plugins)}]"
+
+
+def run_recipe(
+    name: str,
+    overrides: list[str],
+    model_dir: Path,
+    data_dir: Path,
+    steps: int,
+    warmup: int,
+    out: Path,
+    timeout: int,
+) -> dict:
+    json_file = out / f"recipe_{name}.json"
+    run_dir = out / "runs" / name
+    args = [
+        RECIPE,
+        f"base_model={model_dir}",
+        f"max_steps={steps}",
+        "logging_steps=1",
+        "save_steps=1000",
+        *NO_EVAL,
+        *overrides,
+        "--data-dir",
+        str(data_dir),
+        "--overwrite",
+        "--run-dir",
+        str(run_dir),
+    ]
+    args.insert(1, plugins_override())
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args]
+    env = {**os.environ, "BENCH_JSON": str(json_file)}
+    log = out / f"recipe_{name}.log"
+    started = time.time()
+    with log.open("w") as fh:
+        fh.write(" ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # end train.py and its Axolotl child (own session)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = "timeout"
+    part = Path(str(json_file) + ".partial")
+    partial = json.loads(part.read_text()) if part.exists() else None
+    part.unlink(missing_ok=True)
+    lora = recipe_lora(resolved_recipe(overrides))
+    result: dict[str, Any] = {
+        "name": name,
+        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, all linear",
+        "overrides": overrides,
+        "rc": rc,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    if json_file.exists():
+        result.update(json.loads(json_file.read_text()))
+    elif partial:  # killed before on_train_end: the steps recorded so far
+        result.update(partial)
+    if result.get("steps"):
+        result.update(summarize(result["steps"], warmup))
+    json_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------
+def table(results: list[dict], warmup: int) -> str:
+    for r in results:  # a record the plugin wrote after its run's timeout has no summary yet
+        if r.get("steps") and "real_tokens_per_s" not in r:
+            r.update(summarize(r["steps"], warmup))
+    for r in results:
+        r.setdefault("name", "default")
+    base = next((r for r in results if r["name"] == "baseline" and "real_tokens_per_s" in r), None)
+    ref = next((r for r in results if r["name"] == "default" and "steps" in r), None)
+    lines = [
+        "| run | LoRA | real tok/s | x baseline | padding | step s | real tok/step | peak alloc GiB | ceiling | max |dloss| vs default |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        if not r.get("real_tokens_per_s"):
+            lines.append(f"| {r['name']} | {r.get('lora', '')} | failed (rc {r.get('rc')}) | | | | | | | |")
+            continue
+        ratio = r["real_tokens_per_s"] / base["real_tokens_per_s"] if base else float("nan")
+        dloss = "-"
+        if ref and r["name"] != "default" and not r["name"].startswith("baseline"):
+            pairs = [(a.get("loss"), b.get("loss")) for a, b in zip(r["steps"], ref["steps"], strict=False)]
+            diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
+            dloss = f"{max(diffs):.4f} ({len(diffs)} steps)" if diffs else "-"
+        lines.append(
+            f"| {r['name']} | {r.get('lora', '')} | {r['real_tokens_per_s']:,.0f} | {ratio:.2f} | {r['padding_share']:.1%} | "
+            f"{r['step_seconds']:.3f} | {r['real_tokens_per_step']:,.0f} | {r['peak_allocated_gib']:.2f} | "
+            f"{r['ceiling_share']:.1%} | {dloss} |"
+        )
+    return "\n".join(lines)
+
+
+def run_baseline_process(a: argparse.Namespace, packed: bool) -> tuple[str, int | str]:
+    """The baseline in its own process, so that its GPU memory is gone before the recipe runs."""
+    name = "baseline_packed" if packed else "baseline"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.train_throughput",
+        "baseline",
+        "--model",
+        str(a.model),
+        "--data-dir",
+        str(a.data_dir),
+    ]
+    cmd += ["--out", str(a.out), "--baseline-steps", str(a.baseline_steps), "--warmup", str(a.warmup)]
+    with (a.out / f"{name}.log").open("w") as fh:
+        try:
+            return name, subprocess.run(
+                [*cmd, *(["--packed"] if packed else [])], stdout=fh, stderr=subprocess.STDOUT, timeout=300
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return name, "timeout"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=["all", "baseline", "table"])
+    p.add_argument("--model", type=Path, required=True, help="a model folder (e.g. a random-weight 8B)")
+    p.add_argument("--data-dir", type=Path, required=True, help="folder holding dialogsum/train.jsonl")
+    p.add_argument("--out", type=Path, default=RUNS / "bench-train")
+    p.add_argument("--steps", type=int, default=12, help="optimizer steps per recipe run")
+    p.add_argument("--baseline-steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=2, help="steps left out of the steady state")
+    p.add_argument("--timeout", type=int, default=170, help="seconds per recipe run")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--packed", action="store_true", help="baseline: the recipe's LoRA shape and packed rows")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:key=value key=value ... (recipe overrides); 'default:' for none",
+    )
+    a = p.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    if a.mode == "baseline":
+        res = run_baseline(a.model, a.data_dir, a.baseline_steps, a.packed, 0, resolved_recipe())
+        res.update(summarize(res["steps"], a.warmup))
+        (a.out / f"{res['name']}.json").write_text(json.dumps(res, indent=1))
+        return 0
+    if a.mode == "all":
+        fix_pad_token(a.model, recipe_pad_token())
+        if not a.skip_baseline:
+            for packed in (False, True):
+                name, rc = run_baseline_process(a, packed)
+                print(f"{name}: rc={rc}", flush=True)
+        for spec in a.variant:
+            name, _, rest = spec.partition(":")
+            r = run_recipe(name, rest.split(), a.model, a.data_dir, a.steps, a.warmup, a.out, a.timeout)
+            print(
+                f"{name}: rc={r['rc']} {r.get('real_tokens_per_s', 0):,.0f} real tok/s "
+                f"peak {r.get('peak_allocated_gib', 0):.2f} GiB wall {r['wall_seconds']} s",
+                flush=True,
+            )
+    files = [*a.out.glob("baseline*.json"), *a.out.glob("recipe_*.json")]
+    results = [json.loads(f.read_text()) for f in sorted(files, key=os.path.getmtime)]
+    print(table(results, a.warmup))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The recipe's evaluation: block is checked by the evaluation side, which owns its names: every
+recipe's block passes, and a bad value is refused naming its key."""
+
+import pytest
+
+from eval.recipe_block import check_evaluation_block
+from training.checks import BlockProblem
+from training.recipe import recipe_names, resolve
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_has_a_usable_evaluation_block(name):
+    check_evaluation_block(resolve(name).project["evaluation"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "problem"),
+    [
+        ("evaluation.backend=tgi", "evaluation.backend", "evaluation.backend: 'tgi' is not one of vllm, hf"),
+        ("evaluation.adapter_mode=merge", "evaluation.adapter_mode", "(did you mean 'merged'?)"),
+        ("evaluation.metrics=[rouge,bleu]", "evaluation.metrics", "'bleu' is not one of rouge"),
+        ("evaluation.metrics=rouge", "evaluation", "evaluation.metrics must be a list"),
+        ("evaluation.batch_size=0", "evaluation.batch_size", "it must be a whole number >= 1"),
+    ],
+)
+def test_a_bad_value_names_its_key(override, key, problem):
+    with pytest.raises(BlockProblem) as err:
+        check_evaluation_block(resolve("smollm2-dialogsum", [override]).project["evaluation"])
+    assert err.value.key == key and problem in str(err.value)
