@@ -31,6 +31,9 @@ from eval.report import loss_history
 from training.paths import FINISHED, REPO, RUNS
 
 log = logging.getLogger("sweep")
+# the training entry point, run in the training environment: it also hands the training checks
+# this side's evaluation: block check, which `python -m training.runner` could not do
+TRAIN_SCRIPT = REPO / "scripts" / "train.py"
 
 
 class SweepError(ValueError):
@@ -119,8 +122,7 @@ class Sweep:
         data = ["--data-dir", self.request.data_dir] if self.request.data_dir else []
         return [
             self.request.train_python,
-            "-m",
-            "training.runner",
+            str(TRAIN_SCRIPT),
             self.request.recipe,
             *self.request.overrides,
             *point.overrides,
