@@ -1,6 +1,9 @@
 """The training benchmark's Axolotl plugin: loaded into the trainer's process through the
 recipe's ``plugins:`` list, it times every optimizer step and counts the real (non-pad)
-tokens of its micro-batches, and checks once that packed samples do not see each other."""
+tokens of its micro-batches, and checks once that packed samples do not see each other.
+With ``BENCH_PROFILE=A:B`` it also profiles optimizer steps A..B-1 (0-based) with the torch
+profiler and writes where their time went (benchmarks/step_profile.py) to
+``$BENCH_JSON.profile.json``; those steps are marked ``profiled`` and left out of the speed."""
 
 from __future__ import annotations
 
@@ -58,14 +61,23 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
             return inner(model, inputs, *args, **kwargs)
 
         trainer.training_step = training_step
-        state = {"t": None}
+        state: dict[str, Any] = {"t": None, "profiler": None}
         cuda = torch.cuda.is_available()
         sync = torch.cuda.synchronize if cuda else (lambda: None)
+        first, _, last = os.environ.get("BENCH_PROFILE", "").partition(":")
+        profiled = range(int(first), int(last)) if first else range(0)
+        lora_rank = int(cfg.get("lora_r") or 0)
 
         class Meter(TrainerCallback):
             def on_train_begin(self, args, st, control, **kw):
                 sync()
                 state["t"] = time.perf_counter()
+
+            def on_step_begin(self, args, st, control, **kw):
+                if profiled and len(record["steps"]) == profiled.start:
+                    state["profiler"] = start_profiler(cuda)
+                    sync()
+                    state["t"] = time.perf_counter()
 
             def on_step_end(self, args, st, control, **kw):
                 sync()
@@ -73,8 +85,10 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                 # Axolotl resets the peak counters when it logs: read them per step.
                 peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
                 record["peak_allocated_gib"] = max(record.get("peak_allocated_gib", 0.0), peak)
+                index = len(record["steps"])
                 record["steps"].append(
                     {
+                        "profiled": index in profiled,
                         "seconds": now - state["t"],
                         "real": int(acc["real"]),
                         "peak_gib": peak,
@@ -83,6 +97,12 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                         "micro_batches": acc["calls"],
                     }
                 )
+                if state["profiler"] is not None and index == profiled.stop - 1:
+                    wall = sum(s["seconds"] for s in record["steps"] if s["profiled"])
+                    write_profile(state.pop("profiler"), lora_rank, wall)
+                    state["profiler"] = None
+                    sync()
+                    now = time.perf_counter()
                 state["t"] = now
                 Path(os.environ["BENCH_JSON"] + ".partial").write_text(json.dumps(record))
                 acc.update(real=torch.zeros((), dtype=torch.long), pos=0, docs=0, calls=0)
@@ -104,6 +124,30 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                 Path(os.environ["BENCH_JSON"]).write_text(json.dumps(record, indent=1))
 
         trainer.add_callback(Meter())
+
+
+def start_profiler(cuda: bool) -> Any:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    prof = profile(activities=activities, record_shapes=True)
+    prof.__enter__()
+    return prof
+
+
+def write_profile(prof: Any, lora_rank: int, wall_seconds: float) -> None:
+    """Stop the profiler; write the breakdown (JSON and a Markdown table) beside $BENCH_JSON."""
+    from benchmarks.step_profile import breakdown, markdown
+
+    prof.__exit__(None, None, None)
+    result = breakdown(prof.events(), lora_rank, wall_seconds)
+    base = os.environ["BENCH_JSON"]
+    Path(base + ".profile.json").write_text(json.dumps(result, indent=1))
+    Path(base + ".profile.md").write_text(markdown(result) + "\n")
+    table = prof.key_averages().table(
+        sort_by="self_device_time_total" if prof.use_device else "self_cpu_time_total", row_limit=40
+    )
+    Path(base + ".profile.txt").write_text(table)
 
 
 def packing_check(model: Any, inputs: dict, pad_id: int) -> dict:

@@ -46,7 +46,7 @@ NO_EVAL = ["data.validation_split=null", "eval_steps=null"]
 # -- figures ------------------------------------------------------------------------------
 def summarize(steps: list[dict], warmup: int) -> dict:
     """Steady-state figures from per-step records {seconds, real, positions, loss}."""
-    steady = steps[warmup:]
+    steady = [s for s in steps[warmup:] if not s.get("profiled")]
     secs = sum(s["seconds"] for s in steady)
     real = sum(s["real"] for s in steady)
     pos = sum(s["positions"] for s in steady)
@@ -91,9 +91,10 @@ def recipe_pad_token() -> str:
     return resolved_recipe()["special_tokens"]["pad_token"]
 
 
-def plugins_override() -> str:
-    """The meter joins the recipe's own plugins (Liger): a `plugins=` override replaces the list."""
-    plugins = [*(resolved_recipe().get("plugins") or []), "benchmarks.train_meter.BenchMeter"]
+def plugins_override(overrides: list[str]) -> str:
+    """The meter joins the plugins the variant trains with (the recipe's, or a ``plugins=``
+    override's); it comes after the variant's overrides, which it would otherwise replace."""
+    plugins = [*(resolved_recipe(overrides).get("plugins") or []), "benchmarks.train_meter.BenchMeter"]
     return f"plugins=[{','.join(plugins)}]"
 
 
@@ -106,6 +107,7 @@ def run_recipe(
     warmup: int,
     out: Path,
     timeout: int,
+    profile: str | None = None,
 ) -> dict:
     json_file = out / f"recipe_{name}.json"
     run_dir = out / "runs" / name
@@ -117,15 +119,15 @@ def run_recipe(
         "save_steps=1000",
         *NO_EVAL,
         *overrides,
+        plugins_override(overrides),
         "--data-dir",
         str(data_dir),
         "--overwrite",
         "--run-dir",
         str(run_dir),
     ]
-    args.insert(1, plugins_override())
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args]
-    env = {**os.environ, "BENCH_JSON": str(json_file)}
+    env = {**os.environ, "BENCH_JSON": str(json_file), **({"BENCH_PROFILE": profile} if profile else {})}
     log = out / f"recipe_{name}.log"
     started = time.time()
     with log.open("w") as fh:
@@ -224,6 +226,13 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2, help="steps left out of the steady state")
     p.add_argument("--timeout", type=int, default=170, help="seconds per recipe run")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="VARIANT=A:B",
+        help="profile optimizer steps A..B-1 of that variant (benchmarks/step_profile.py); left out of its speed",
+    )
     p.add_argument("--packed", action="store_true", help="baseline: the recipe's LoRA shape and packed rows")
     p.add_argument(
         "--variant",
@@ -246,13 +255,17 @@ def main() -> int:
                 print(f"{name}: rc={rc}", flush=True)
         for spec in a.variant:
             name, _, rest = spec.partition(":")
-            r = run_recipe(name, rest.split(), a.model, a.data_dir, a.steps, a.warmup, a.out, a.timeout)
+            profile = dict(p.split("=", 1) for p in a.profile).get(name)
+            r = run_recipe(
+                name, rest.split(), a.model, a.data_dir, a.steps, a.warmup, a.out, a.timeout, profile
+            )
             print(
                 f"{name}: rc={r['rc']} {r.get('real_tokens_per_s', 0):,.0f} real tok/s "
                 f"peak {r.get('peak_allocated_gib', 0):.2f} GiB wall {r['wall_seconds']} s",
                 flush=True,
             )
     files = [*a.out.glob("baseline*.json"), *a.out.glob("recipe_*.json")]
+    files = [f for f in files if not f.name.endswith(".profile.json")]
     results = [json.loads(f.read_text()) for f in sorted(files, key=os.path.getmtime)]
     print(table(results, a.warmup))
     return 0

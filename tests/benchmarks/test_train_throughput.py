@@ -48,6 +48,21 @@ def test_recipe_runs_keep_the_recipes_own_plugins():
     # without Liger.
     from training.recipe import resolve
 
-    override = bench_train.plugins_override()
+    override = bench_train.plugins_override([])
     plugins = resolve("llama3-dialogsum", [override]).config["plugins"]
     assert plugins == ["axolotl.integrations.liger.LigerPlugin", "benchmarks.train_meter.BenchMeter"]
+
+
+def test_a_variants_own_plugins_are_kept_beside_the_meter():
+    from training.nf4_roundtrip import PLUGIN
+    from training.recipe import resolve
+
+    variant = [f"plugins=[axolotl.integrations.liger.LigerPlugin,{PLUGIN}]"]
+    plugins = resolve("llama3-dialogsum", [*variant, bench_train.plugins_override(variant)]).config["plugins"]
+    assert plugins == ["axolotl.integrations.liger.LigerPlugin", PLUGIN, "benchmarks.train_meter.BenchMeter"]
+
+
+def test_profiled_steps_are_left_out_of_the_speed():
+    steps = [step(10.0, 100, 200), step(2.0, 900, 1000), {**step(9.0, 900, 1000), "profiled": True}]
+    s = bench_train.summarize(steps, warmup=1)
+    assert s["measured_steps"] == 1 and s["real_tokens_per_s"] == pytest.approx(450.0)

@@ -1,0 +1,70 @@
+"""The step profile's sorting: kernels by name, matmuls into base and LoRA by the shapes of
+the operator that launched them, idle as wall time with no kernel running."""
+
+from types import SimpleNamespace
+
+import pytest
+from torch.autograd import DeviceType
+
+from benchmarks.step_profile import breakdown, busy_us, kernel_part, markdown
+
+RANK = 16
+
+
+def kernel(name, start, end):
+    return SimpleNamespace(
+        name=name, device_type=DeviceType.CUDA, time_range=SimpleNamespace(start=start, end=end)
+    )
+
+
+def op(name, shapes, launched, cpu_us=0.0):
+    kernels = [SimpleNamespace(name=n, duration=d) for n, d in launched]
+    return SimpleNamespace(
+        name=name, device_type=DeviceType.CPU, kernels=kernels, input_shapes=shapes, cpu_time_total=cpu_us
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "part"),
+    [
+        ("void kDequantizeBlockwise<__nv_bfloat16, 512, 64, 8, 2>(float*, ...)", "4-bit dequantization"),
+        ("nvjet_tst_192x192_64x3_2x1_v_bz_coopB_TNN", "matmul"),
+        ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "matmul"),
+        ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128>>", "attention"),
+        ("fmha_cutlassF_bf16_aligned_64x128_rf_sm80", "attention"),
+        ("void kOptimizer8bit2StateBlockwise<__nv_bfloat16, 2, 2048, 8>", "optimizer"),
+        ("_rms_norm_forward_kernel", "norms"),
+        ("_triton_rope", "rope"),
+        ("liger_cross_entropy_kernel", "loss"),
+        ("Memcpy DtoH (Device -> Pinned)", "copies"),
+        ("void at::native::vectorized_elementwise_kernel<4, ...>", "elementwise and other"),
+    ],
+)
+def test_kernels_are_sorted_by_name(name, part):
+    assert kernel_part(name) == part
+
+
+def test_overlapping_kernels_count_once():
+    assert busy_us([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+
+
+def test_breakdown_splits_matmuls_by_rank_and_counts_idle_time():
+    events = [
+        kernel("nvjet_base", 0, 600_000),  # base product, 0.6 s
+        kernel("nvjet_lora", 600_000, 700_000),  # LoRA product, 0.1 s
+        kernel("kDequantizeBlockwise", 700_000, 900_000),  # 0.2 s
+        kernel("flash_fwd_kernel", 900_000, 950_000),  # 0.05 s
+        op("aten::mm", [[8192, 4096], [4096, 14336]], [("nvjet_base", 600_000)]),
+        op("aten::addmm_", [[8192, 14336], [8192, RANK], [RANK, 14336]], [("nvjet_lora", 100_000)]),
+        op("cudaStreamSynchronize", [], [], cpu_us=30_000),
+    ]
+    result = breakdown(events, RANK, wall_s=1.0)
+    seconds = result["seconds"]
+    assert seconds["base matmuls"] == pytest.approx(0.6)
+    assert seconds["LoRA matmuls"] == pytest.approx(0.1)
+    assert seconds["4-bit dequantization"] == pytest.approx(0.2)
+    assert seconds["attention"] == pytest.approx(0.05)
+    assert seconds["idle (no kernel running)"] == pytest.approx(0.05)
+    assert result["host_syncs"] == {"calls": 1, "cpu_seconds": 0.03}
+    assert result["share_of_wall"]["base matmuls"] == pytest.approx(0.6)
+    assert "| LoRA matmuls | 0.100 | 10.0% |" in markdown(result)
