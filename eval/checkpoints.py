@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ from eval.checkpoint_report import checkpoint_report
 from eval.metrics import summarize
 from eval.pipeline import (
     FULL,
+    LIMIT_HELP,
     EvalRequest,
     Evaluation,
     EvaluationError,
@@ -50,7 +50,6 @@ from training.run_record import quantized_from
 
 log = logging.getLogger("evaluate")
 ENGINES = ("auto", "shared", "per-checkpoint")
-SUBSET_SEED = 0  # LIMIT=N scores the same N validation items for every checkpoint and run
 MAX_LORAS = 8  # adapters in one batch; vLLM swaps in further ones from its CPU cache
 RUN_SPECIFIC = ("adapter", "adapter_trained")  # fingerprint keys the base's generations do not depend on
 
@@ -119,14 +118,6 @@ class CheckpointEvaluation(Evaluation):
             self.engine_settings = replace(
                 self.engine_settings, max_loras=min(len(self.checkpoints), MAX_LORAS)
             )
-
-    def select(self, examples: list, limit: int | None) -> list:
-        """LIMIT=N: a fixed seeded sample of N items (in split order), so a subset of the
-        validation split is not biased by how the split is ordered."""
-        if not limit or limit >= len(examples):
-            return examples
-        keep = sorted(random.Random(SUBSET_SEED).sample(range(len(examples)), limit))
-        return [examples[i] for i in keep]
 
     def system_names(self) -> list[str]:
         return ["base", *(c.name for c in self.checkpoints)]
@@ -394,7 +385,7 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     parser = argparse.ArgumentParser(description="Score every checkpoint of a run by generation + ROUGE.")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", type=Path)
-    parser.add_argument("--limit", type=int, help="score a fixed seeded sample of N items of the split")
+    parser.add_argument("--limit", type=int, help=LIMIT_HELP)
     parser.add_argument("--split", help="default: the recipe's data.validation_split")
     parser.add_argument("--backend", help="vllm | hf")
     parser.add_argument("--adapter-mode", choices=ADAPTER_MODES)

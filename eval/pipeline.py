@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
+from tqdm import tqdm
 
 from datasets_fmt import atomic
 from datasets_fmt.prompts import Encoded, get_format
@@ -49,6 +51,8 @@ from training.run_record import is_qlora, quantized_from, trained_every_weight
 
 log = logging.getLogger("evaluate")
 SYSTEMS = ("base", "finetuned")
+SUBSET_SEED = 0
+LIMIT_HELP = "a fixed seeded sample of N items of the split (the same N items for every command and run)"
 FULL = "full"  # the adapter mode of a run that trained every weight: its own model, no adapter
 
 
@@ -83,6 +87,11 @@ class EvaluationError(ValueError):
     """An evaluation that cannot start: says what is missing and how to get it."""
 
 
+def progress(total: int, what: str) -> tqdm:
+    """Items done, rate and time left on stderr, so a long generation is never silent."""
+    return tqdm(total=total, desc=what, unit="item", mininterval=5, file=sys.stderr, dynamic_ncols=True)
+
+
 def run_system(
     system: System,
     partial: PartialPredictions,
@@ -106,16 +115,18 @@ def run_system(
         len(examples) - len(todo),
     )
     started, tokens = time.time(), 0
-    for batch in chunks(todo, save_every):
-        outs = backend.generate(
-            [prompts[i].input_ids for i in batch],
-            max_new,
-            stop,
-            adapter=per_request_adapter,
-            num_beams=num_beams,
-        )
-        tokens += sum(o.output_tokens for o in outs)
-        partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
+    with progress(len(todo), f"{system.name}: generating") as bar:
+        for batch in chunks(todo, save_every):
+            outs = backend.generate(
+                [prompts[i].input_ids for i in batch],
+                max_new,
+                stop,
+                adapter=per_request_adapter,
+                num_beams=num_beams,
+            )
+            tokens += sum(o.output_tokens for o in outs)
+            partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
+            bar.update(len(batch))
     seconds = max(time.time() - started, 1e-9)
     return {
         "items": len(todo),
@@ -123,6 +134,16 @@ def run_system(
         "prompts_per_s": round(len(todo) / seconds, 3),
         "output_tokens_per_s": round(tokens / seconds, 1),
     }
+
+
+def seeded_subset(examples: list[Example], limit: int | None) -> list[Example]:
+    """LIMIT=N, for every command: a fixed seeded sample of N items, in the split's order.
+    Not the first N: a split's order can follow its source (topics, dates), and every command
+    and run given the same N scores the same items."""
+    if not limit or limit >= len(examples):
+        return examples
+    keep = sorted(random.Random(SUBSET_SEED).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]
 
 
 class Evaluation:
@@ -232,8 +253,7 @@ class Evaluation:
         )
 
     def select(self, examples: list[Example], limit: int | None) -> list[Example]:
-        """LIMIT=N: the split's first N items."""
-        return examples[:limit] if limit else examples
+        return seeded_subset(examples, limit)
 
     def fingerprint(self) -> dict:
         """Everything that changes the generated text: partials made under others are stale."""
@@ -413,7 +433,7 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser = argparse.ArgumentParser(description="Evaluate base vs fine-tuned for a trained run.")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", type=Path)
-    parser.add_argument("--limit", type=int, help="evaluate the first N items of the split")
+    parser.add_argument("--limit", type=int, help=LIMIT_HELP)
     parser.add_argument("--split")
     parser.add_argument(
         "--num-beams", type=beam_count, help="1: greedy (default: the recipe's evaluation.num_beams)"

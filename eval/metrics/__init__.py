@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 # name -> "module:class", imported on use (a metric's package lives in the evaluation env)
 METRICS = {"rouge": "eval.metrics.rouge:Rouge"}
@@ -56,7 +57,11 @@ def score_all(
     """Per-sample scores: {aggregate: {key: array over samples}}."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
-    rows = [score_one(metrics, p, r) for p, r in zip(predictions, references, strict=True)]
+    pairs = zip(predictions, references, strict=True)
+    rows = [
+        score_one(metrics, p, r)
+        for p, r in tqdm(pairs, total=len(predictions), desc="scoring", unit="item", mininterval=5)
+    ]
     keys = [k for m in metrics for k in m.keys]
     return {a: {k: np.array([row[a][k] for row in rows]) for k in keys} for a in AGGREGATES}
 

@@ -13,7 +13,7 @@ import yaml
 
 from eval.checkpoint_paths import CheckpointError, checkpoint_path, find_checkpoints
 from eval.checkpoints import CheckpointEvaluation, best_of, evaluate_checkpoints
-from eval.pipeline import EvalRequest, evaluate
+from eval.pipeline import EvalRequest, Evaluation, evaluate
 from eval.sweep import Sweep, SweepError, SweepRequest, parse_grid
 from tests.conftest import random_adapter
 from tests.eval.conftest import texts_of
@@ -185,12 +185,14 @@ def test_checkpoint_names_resolve_or_say_what_exists(checkpoint_run):
         checkpoint_path(checkpoint_run, "last")
 
 
-def test_limit_is_a_seeded_subset_in_split_order(checkpoint_run):
+def test_limit_is_one_seeded_subset_in_split_order_for_every_command(checkpoint_run):
     evaluation = CheckpointEvaluation(EvalRequest("tiny", run_dir=checkpoint_run))
     items = list(range(40))
     picked = evaluation.select(items, 10)
     assert picked == sorted(picked) and len(set(picked)) == 10 and picked != items[:10]
     assert evaluation.select(items, 10) == picked and evaluation.select(items, None) == items
+    # make eval's LIMIT means the same: the same items as make eval-checkpoints
+    assert Evaluation(EvalRequest("tiny", run_dir=checkpoint_run)).select(items, 10) == picked
 
 
 def test_best_is_the_highest_mean_and_the_earlier_step_on_a_tie():

@@ -128,3 +128,13 @@ def test_interrupted_evaluation_resumes_without_regenerating(tmp_path):
     assert second.prompts_seen == 6 and stats["items"] == 6
     done = PartialPredictions(tmp_path / "finetuned.partial.jsonl").done
     assert sorted(done) == sorted(ex.id for ex in examples)
+
+
+def test_generation_shows_items_done_and_rate(tmp_path, capsys):
+    examples = [Example(f"e{i}", "d", "s") for i in range(10)]
+    prompts = [P(i + 1) for i in range(10)]
+    run_system(
+        SYSTEM, PartialPredictions(tmp_path / "p.jsonl"), FlakyGenerator(), None, prompts, examples, 8, [2], 4
+    )
+    err = capsys.readouterr().err
+    assert "finetuned: generating" in err and "10/10" in err and "item/s" in err
