@@ -1,16 +1,32 @@
-# Entry points. Every target sets up what it needs first (idempotent).
-#   make demo                       the embedded default end to end (CPU, minutes)
-#   make test                       the test suite (offline)
-#   make train RECIPE=llama3-dialogsum [DATA_DIR=...] [GPUS=8 STRATEGY=zero2] [OVERRIDES="max_steps=100"]
-#   make eval RECIPE=...            base vs fine-tuned report in runs/<recipe>/eval/ [CHECKPOINT=best|<step>]
-#   make eval-checkpoints RECIPE=... every checkpoint scored by ROUGE on the validation split
-#   make sweep RECIPE=... SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"   a grid, chosen by ROUGE
-#   make merge RECIPE=...           merged model in runs/<recipe>/merged/
-#   make check RECIPE=...           validate recipe and data, load no model
-#   make compare RUNS="runs/a runs/b"   one table of several evaluated runs
-#   make serve RECIPE=... [PORT=8000]   base + adapter behind vLLM's OpenAI-compatible server
-#   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
-#   make bench-eval / bench-tokenize / bench-train (GPU) DATA_DIR=...   the benchmarks (benchmarks/)
+# Entry points. Every target sets up what it needs first (idempotent). `make help` prints this.
+#@ Targets:
+#@   make demo                         the embedded default end to end (CPU, minutes)
+#@   make test                         the test suite (offline)
+#@   make train RECIPE=...             train a recipe (runs/<recipe>/); run again to resume
+#@   make check RECIPE=...             validate recipe and data, load no model
+#@   make eval RECIPE=...              base vs fine-tuned report in runs/<recipe>/eval/ [CHECKPOINT=best|<step>]
+#@   make eval-checkpoints RECIPE=...  every checkpoint scored by ROUGE on the validation split
+#@   make sweep RECIPE=... SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"   a grid, chosen by ROUGE
+#@   make merge RECIPE=...             merged model in runs/<recipe>/merged/
+#@   make compare RUNS="runs/a runs/b" one table of several evaluated runs [TEXTS=1]
+#@   make serve RECIPE=... [PORT=8000] base + fine-tuned behind vLLM's OpenAI-compatible server
+#@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
+#@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
+#@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
+#@   make bundle / bundle-install      the offline bundle for GPU nodes without network
+#@   make setup / env-train / env-eval / model   the environments and the offline model alone
+#@   make lint / format                ruff
+#@   make help                         this list
+#@ Variables:
+#@   RECIPE=name        a file in recipes/ (default smollm2-dialogsum)
+#@   OVERRIDES="k=v .." recipe keys: train, check, sweep take any; eval, eval-checkpoints take
+#@                      evaluation.KEY=VALUE only; the other targets refuse them
+#@   DATA_DIR=dir       a folder holding dialogsum/, samsum/, dolly/ (or one data file)
+#@   RUN_DIR=dir        the run (default runs/<recipe>);  OVERWRITE=1  retrain a finished run
+#@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs;  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
+#@   LIMIT=N            a fixed seeded sample of N items of the split (same items for every command)
+#@   SPLIT= BACKEND=vllm|hf ADAPTER_MODE= BEAMS=N DETERMINISTIC=1 EVAL_DIR= CHECKPOINT=   evaluation
+#@   ENGINES= SWEEP= SWEEP_DIR= PARALLEL=N   checkpoints and sweeps;  PORT= HOST= FILE= OUT=   serving
 
 SHELL := /bin/bash
 RECIPE ?= smollm2-dialogsum
@@ -21,12 +37,18 @@ export AXOLOTL_DO_NOT_TRACK := 1
 export DATA_DIR GPUS STRATEGY MACHINES MACHINE_RANK MAIN_IP MAIN_PORT
 NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/ and samsum/ (see the README: Data)))
 
+# targets that read no recipe keys say so instead of ignoring OVERRIDES
+NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDES)"): they are for train, check, sweep, and evaluation.KEY=VALUE for eval and eval-checkpoints))
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
-.PHONY: demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+
+help:
+	@sed -n 's/^#@ \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 demo: setup
+	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
 	HF_HUB_OFFLINE=1 $(EVAL_PY) scripts/evaluate.py smollm2-dialogsum --run-dir runs/demo
 	@$(EVAL_PY) scripts/compare.py runs/demo
@@ -53,10 +75,10 @@ check: env-train model
 	$(TRAIN_PY) scripts/train.py $(RECIPE) $(OVERRIDES) $(RUN_FLAGS) --check
 
 eval: env-eval
-	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(EVAL_FLAGS) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 eval-checkpoints: env-eval
-	$(EVAL_PY) scripts/eval_checkpoints.py $(RECIPE) $(EVAL_FLAGS) $(if $(ENGINES),--engines $(ENGINES))
+	$(EVAL_PY) scripts/eval_checkpoints.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(ENGINES),--engines $(ENGINES))
 
 # every point a normal run in SWEEP_DIR (default runs/<recipe>-sweep/); run again to resume
 sweep: env-train env-eval model
@@ -66,18 +88,23 @@ sweep: env-train env-eval model
 	  $(if $(PARALLEL),--parallel $(PARALLEL))
 
 serve: env-eval
+	$(NO_OVERRIDES)
 	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST))
 
 summarize: env-eval
+	$(NO_OVERRIDES)
 	$(EVAL_PY) scripts/summarize.py $(RECIPE) $(or $(FILE),$(error set FILE to a JSON-lines file of records with a dialogue field)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --url http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000) $(if $(OUT),--out $(OUT))
 
 publish: env-eval
+	$(NO_OVERRIDES)
 	$(EVAL_PY) scripts/publish.py $(or $(EVAL_DIR),$(or $(RUN_DIR),runs/$(RECIPE))/eval) results/predictions/$(or $(NAME),$(RECIPE)).jsonl
 
 merge: env-train
+	$(NO_OVERRIDES)
 	$(TRAIN_PY) scripts/merge.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 compare: env-eval
+	$(NO_OVERRIDES)
 	$(EVAL_PY) scripts/compare.py $(if $(filter 1 yes true,$(TEXTS)),--texts) $(or $(RUNS),runs/*)
 
 lint: env-train
@@ -87,9 +114,11 @@ format: env-train
 	.venv/train/bin/ruff format . && .venv/train/bin/ruff check --fix .
 
 bench-tokenize: env-train model
+	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.tokenize_throughput --data-dir $(NEED_DATA)
 
 bench-eval: env-eval model
+	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.eval_throughput --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
@@ -97,6 +126,7 @@ bench-eval: env-eval model
 # default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
 BENCH_MODEL ?= .cache/models/llama3-8b-random
 bench-train: env-train model
+	$(NO_OVERRIDES)
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.train_throughput all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
 	  --variant default: --variant "gc:gradient_checkpointing=true"

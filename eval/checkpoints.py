@@ -39,6 +39,7 @@ from eval.pipeline import (
     Evaluation,
     EvaluationError,
     System,
+    add_overrides_argument,
     beam_count,
     keep_log_visible,
     run_system,
@@ -384,6 +385,7 @@ def evaluate_checkpoints(request: EvalRequest, engines: str = "auto", base_from:
 def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     parser = argparse.ArgumentParser(description="Score every checkpoint of a run by generation + ROUGE.")
     parser.add_argument("recipe")
+    add_overrides_argument(parser)
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--limit", type=int, help=LIMIT_HELP)
     parser.add_argument("--split", help="default: the recipe's data.validation_split")
@@ -413,7 +415,7 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
     args = vars(parser.parse_args(argv))
     engines, base_from = args.pop("engines"), args.pop("base_from")
-    return EvalRequest(**args), engines, base_from
+    return EvalRequest(**{**args, "overrides": tuple(args["overrides"])}), engines, base_from
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,10 +43,11 @@ from eval.checkpoint_paths import CheckpointError, checkpoint_path
 from eval.metrics import get_metrics, summarize
 from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
+from eval.recipe_block import check_evaluation_block
 from eval.report import write_report
 from training.merge import merge_adapter
 from training.paths import FINISHED, default_run_dir
-from training.recipe import project_defaults
+from training.recipe import parse_override, project_defaults
 from training.run_record import is_qlora, quantized_from, trained_every_weight
 
 log = logging.getLogger("evaluate")
@@ -70,6 +71,7 @@ class EvalRequest:
     deterministic: bool = False
     save_every: int = 64  # items generated between two saves of the partial predictions
     checkpoint: str | None = None  # best | <step>: a saved checkpoint instead of the final adapter
+    overrides: tuple[str, ...] = ()  # OVERRIDES: evaluation.KEY=VALUE, over what the run recorded
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,27 @@ def run_system(
     }
 
 
+def evaluation_overrides(overrides: tuple[str, ...]) -> dict:
+    """OVERRIDES for the evaluating commands: keys of the recipe's ``evaluation:`` block only,
+    checked like the recipe's own; anything else changes training and needs a new run."""
+    chosen = {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] != "evaluation" or len(keys) != 2:
+            raise EvaluationError(
+                f"OVERRIDES: '{text}' is not an evaluation.KEY=VALUE setting; evaluating reads only the "
+                "recipe's evaluation: block (e.g. evaluation.max_new_tokens=64). A training key needs a new "
+                "run: make train OVERRIDES=..."
+            )
+        chosen[keys[1]] = value
+    if chosen:
+        try:
+            check_evaluation_block({**project_defaults()["evaluation"], **chosen})
+        except ValueError as err:
+            raise EvaluationError(f"OVERRIDES: {err}") from None
+    return chosen
+
+
 def seeded_subset(examples: list[Example], limit: int | None) -> list[Example]:
     """LIMIT=N, for every command: a fixed seeded sample of N items, in the split's order.
     Not the first N: a split's order can follow its source (topics, dates), and every command
@@ -177,7 +200,9 @@ class Evaluation:
         }
         # defaults first: a run recorded before a setting existed still evaluates
         defaults = project_defaults()["evaluation"]
-        return {**defaults, **self.run["evaluation"], **{k: v for k, v in given.items() if v is not None}}
+        overridden = evaluation_overrides(self.request.overrides)
+        chosen = {**defaults, **self.run["evaluation"], **overridden}
+        return {**chosen, **{k: v for k, v in given.items() if v is not None}}
 
     def setup(self) -> None:
         from transformers import AutoConfig, AutoTokenizer
@@ -422,6 +447,15 @@ def evaluate(request: EvalRequest) -> int:
     return 0
 
 
+def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="evaluation.KEY=VALUE",
+        help="the recipe's evaluation settings for this evaluation (OVERRIDES=)",
+    )
+
+
 def beam_count(text: str) -> int:
     """--num-beams: a whole number >= 1."""
     if not text.isdigit() or int(text) < 1:
@@ -432,6 +466,7 @@ def beam_count(text: str) -> int:
 def parse_args(argv: list[str] | None) -> EvalRequest:
     parser = argparse.ArgumentParser(description="Evaluate base vs fine-tuned for a trained run.")
     parser.add_argument("recipe")
+    add_overrides_argument(parser)
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--limit", type=int, help=LIMIT_HELP)
     parser.add_argument("--split")
@@ -449,7 +484,8 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser.add_argument(
         "--checkpoint", help="best (by validation ROUGE: make eval-checkpoints) or a step: that checkpoint"
     )
-    return EvalRequest(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
+    return EvalRequest(**{**args, "overrides": tuple(args["overrides"])})
 
 
 def keep_log_visible() -> None:

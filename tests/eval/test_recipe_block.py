@@ -27,3 +27,16 @@ def test_a_bad_value_names_its_key(override, key, problem):
     with pytest.raises(BlockProblem) as err:
         check_evaluation_block(resolve("smollm2-dialogsum", [override]).project["evaluation"])
     assert err.value.key == key and problem in str(err.value)
+
+
+def test_evaluation_overrides_take_evaluation_keys_only_and_are_checked():
+    from eval.pipeline import EvaluationError, evaluation_overrides
+
+    assert evaluation_overrides(("evaluation.max_new_tokens=64", "evaluation.num_beams=2")) == {
+        "max_new_tokens": 64,
+        "num_beams": 2,
+    }
+    with pytest.raises(EvaluationError, match="'learning_rate=1e-4' is not an evaluation.KEY=VALUE"):
+        evaluation_overrides(("learning_rate=1e-4",))
+    with pytest.raises(EvaluationError, match="evaluation.num_beams: 0 cannot be used"):
+        evaluation_overrides(("evaluation.num_beams=0",))

@@ -1,0 +1,47 @@
+"""The Makefile's own promises: `make help` names every target, and a target that reads no
+recipe keys refuses OVERRIDES instead of ignoring them."""
+
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+MAKEFILE = (REPO / "Makefile").read_text()
+PHONY = re.search(r"^\.PHONY:(.*)$", MAKEFILE, re.M).group(1).split()
+TAKE_OVERRIDES = {"train", "check", "sweep", "eval", "eval-checkpoints"}
+# set-up and tooling targets, named in help but with nothing to override
+NO_RECIPE = {
+    "help",
+    "test",
+    "setup",
+    "env-train",
+    "env-eval",
+    "model",
+    "lint",
+    "format",
+    "bundle",
+    "bundle-install",
+}
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_help_names_every_target():
+    shown = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert [t for t in PHONY if not re.search(rf"(^|[\s/]){re.escape(t)}(\s|$)", shown)] == []
+
+
+@pytest.mark.parametrize("target", sorted(set(PHONY) - TAKE_OVERRIDES - NO_RECIPE))
+def test_targets_that_read_no_recipe_keys_refuse_overrides(target):
+    done = make(target, "OVERRIDES=max_steps=3", "FILE=x.jsonl")
+    assert done.returncode != 0 and f"make {target} reads no OVERRIDES" in done.stderr
+
+
+@pytest.mark.parametrize("target", ["eval", "eval-checkpoints"])
+def test_evaluating_targets_pass_overrides_on(target):
+    done = make(target, "OVERRIDES=evaluation.max_new_tokens=64")
+    assert done.returncode == 0 and "evaluation.max_new_tokens=64" in done.stdout
