@@ -12,6 +12,7 @@
 #@   make serve RECIPE=... [PORT=8000] base + fine-tuned behind vLLM's OpenAI-compatible server
 #@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
 #@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
+#@   make publish-hub RECIPE=... REPO_ID=owner/name [MERGED=1] [PUBLIC=1]   adapter, card and scores to the Hub (HF_TOKEN)
 #@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
 #@   make bundle / bundle-install      the offline bundle for GPU nodes without network
 #@   make setup / env-train / env-eval / model   the environments and the offline model alone
@@ -42,7 +43,7 @@ NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDE
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
-.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
 
 help:
 	@sed -n 's/^#@ \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -98,6 +99,12 @@ summarize: env-eval
 publish: env-eval
 	$(NO_OVERRIDES)
 	$(EVAL_PY) scripts/publish.py $(or $(EVAL_DIR),$(or $(RUN_DIR),runs/$(RECIPE))/eval) results/predictions/$(or $(NAME),$(RECIPE)).jsonl
+
+# the adapter (or MERGED=1: the merged model) with its card and scores; HF_TOKEN from the environment
+publish-hub: env-eval
+	$(NO_OVERRIDES)
+	$(EVAL_PY) scripts/push_to_hub.py $(RECIPE) --repo-id $(or $(REPO_ID),$(error set REPO_ID=owner/name)) \
+	  $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(MERGED)),--merged) $(if $(filter 1 yes true,$(PUBLIC)),--public)
 
 merge: env-train
 	$(NO_OVERRIDES)

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
+from huggingface_hub import EvalResult
 
 from datasets_fmt import atomic
+from training.model_card import HUB_DATASETS, card_data, render, title, training_section
 from training.run_record import trained_every_weight
-
-HUB_DATASETS = {
-    "dialogsum": "knkarthick/dialogsum",
-    "samsum": "Samsung/samsum",
-    "dolly": "databricks/databricks-dolly-15k",
-}
 
 
 def describes(checkpoint: str, weights: str) -> str:
@@ -24,66 +19,42 @@ def describes(checkpoint: str, weights: str) -> str:
     return f"{weights} saved {checkpoint}, chosen by validation ROUGE (make eval-checkpoints), not the final {weights}"
 
 
-def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
+def eval_results(run: dict, metrics: dict) -> list[EvalResult]:
+    """The fine-tuned side's scores in the Hub's model-index schema."""
     corpus = run["data"]["corpus"]
-    scores, labels = metrics["scores"], metrics["labels"]
-    results = [
-        {
-            "type": f"{name.lower()}-{agg}-of-references",
-            "name": f"{name} ({agg} over references)",
-            "value": round(scores[agg][key]["finetuned"]["mean"], 2),
-        }
+    return [
+        EvalResult(
+            task_type="summarization",
+            task_name="Dialogue summarization",
+            dataset_type=HUB_DATASETS.get(corpus, corpus),
+            dataset_name=metrics["provenance"]["dataset"],
+            dataset_split=run["evaluation"]["split"],
+            metric_type=f"{name.lower()}-{agg}-of-references",
+            metric_name=f"{name} ({agg} over references)",
+            metric_value=round(metrics["scores"][agg][key]["finetuned"]["mean"], 2),
+        )
         for agg in ("best", "mean")
-        for key, name in labels.items()
+        for key, name in metrics["labels"].items()
     ]
+
+
+def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
+    """The training card with the evaluation's results added (replaces the one training wrote)."""
+    scores, labels = metrics["scores"], metrics["labels"]
     full = trained_every_weight(run)
-    kind = "full" if full else run["adapter"]  # lora, qlora or full
-    front = {
-        "library_name": "transformers" if full else "peft",
-        "base_model": run["base_model"],
-        "datasets": [HUB_DATASETS.get(corpus, corpus)],
-        "license": "other",
-        "tags": [
-            "axolotl",
-            "full-fine-tune" if full else kind,
-            "summarization",
-            "dialogue",
-        ],
-        "model-index": [
-            {
-                "name": f"{Path(adapter_dir).parent.name}-{run['recipe']}",
-                "results": [
-                    {
-                        "task": {"type": "summarization", "name": "Dialogue summarization"},
-                        "dataset": {
-                            "name": metrics["provenance"]["dataset"],
-                            "type": HUB_DATASETS.get(corpus, corpus),
-                            "split": run["evaluation"]["split"],
-                        },
-                        "metrics": results,
-                    }
-                ],
-            }
-        ],
-    }
-    gen = metrics["generation"]
-    lora = metrics["provenance"]["lora"]
-    weights = (
-        f"LoRA/quantization: {yaml.safe_dump(lora, default_flow_style=True).strip()}"
-        if not full
-        else "Every weight trained (no adapter)"
+    data = card_data(
+        run,
+        model_name=f"{Path(adapter_dir).parent.name}-{run['recipe']}",
+        eval_results=eval_results(run, metrics),
     )
+    gen = metrics["generation"]
     rows = "\n".join(
         f"| {labels[k]} | {scores[a][k]['base']['mean']:.2f} | {scores[a][k]['finetuned']['mean']:.2f} | {a} |"
         for a in ("best", "mean")
         for k in metrics["keys"]
     )
-    body = f"""
-# {run["recipe"]}: a {kind} fine-tune of {run["base_model"]} for dialogue summarization
+    body = f"""{title(run)}
 
-Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recipe `{run["recipe"]}`
-(overrides: {run.get("overrides") or "none"}) on {corpus} ({run.get("data_check", {}).get("train", {}).get("records", "?")} records),
-{run.get("train_seconds", "?")} s on {run.get("hardware")}. The licence of the training data applies.
 This card describes the {describes(gen.get("checkpoint", "final"), "model" if full else "adapter")}.
 
 ## Evaluation ({metrics["n"]} items of {metrics["provenance"]["dataset"]})
@@ -104,13 +75,7 @@ Prompt format `{gen["prompt_format"]}` (datasets_fmt/prompts.py); an example pro
 
 Decoding: {gen["decoding"]}; stop token ids {gen["stop_token_ids"]}, max_new_tokens {gen["max_new_tokens"]}.
 
-## Training settings
-
-{weights}; learning rate {config.get("learning_rate")},
-sequence_len {config.get("sequence_len")}, micro batch {config.get("micro_batch_size")} x accumulation {config.get("gradient_accumulation_steps")},
-optimizer {config.get("optimizer")}, steps {config.get("max_steps") or str(config.get("num_epochs")) + " epoch(s)"}.
-
+{training_section(run, config, metrics["provenance"]["lora"])}
 Libraries: {", ".join(f"{k} {v}" for k, v in metrics["provenance"]["libraries"].items())}.
 """
-    text = "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
-    return atomic.write_text(Path(adapter_dir) / "README.md", text)
+    return atomic.write_text(Path(adapter_dir) / "README.md", render(data, body))

@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+import yaml
+
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
 from training.checks import BlockCheck, check_against_model, check_values, validate
 from training.hardware import adapt_to_cpu, choose_checkpointing
 from training.launch import Launch, apply_strategy, build_command, pin_single_process
+from training.model_card import write_training_card
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, resolve
 from training.run_summary import one_line, summarize_training
@@ -257,6 +260,7 @@ def train(request: TrainRequest, block_checks: Mapping[str, BlockCheck] = Mappin
         run_info["training_summary"] = summary
         log.info("measured: %s", one_line(summary))
     atomic.write_yaml(run_dir / "run.yml", run_info)
+    write_training_card(run_dir / "adapter", run_info, yaml.safe_load((run_dir / "config.yml").read_text()))
     atomic.write_text(run_dir / FINISHED, f"finished in {run_info['train_seconds']} s\n")
     print(f"adapter: {run_dir / 'adapter'} ({run_info['train_seconds']} s)")
     return 0

@@ -38,7 +38,11 @@ def test_vllm_lora_evaluation_writes_a_report(tiny_run, monkeypatch):
     assert (tiny_run / "eval" / "report.html").exists()
     assert json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]["throughput"] == {}
     card = (tiny_run / "adapter" / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: peft\n") and "model-index:" in card
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert (
+        front["library_name"] == "peft"
+        and front["model-index"][0]["results"][0]["dataset"]["split"] == "test"
+    )
     assert f"{metrics['scores']['best']['rouge1']['finetuned']['mean']:.2f}" in card
     for path in tiny_run.rglob("*"):
         if path.is_file():

@@ -31,6 +31,11 @@ def test_tiny_lora_training_run_end_to_end(tmp_path, tiny_llama):
     assert config["bf16"] is False and config["datasets"][0]["type"] == "datasets_fmt.axolotl_chat"
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     assert run["data_check"]["train"]["records"] >= 200
+    # the card left beside the adapter names the Hub dataset, not the trainer's data file
+    card = (run_dir / "adapter" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["datasets"] == ["knkarthick/dialogsum"] and "base_model" not in front  # a local folder
+    assert "train.jsonl" not in card and "Not evaluated yet" in card
     # --check on a finished run leaves its record alone
     assert train.main([*args, "--check"]) == 0
     assert "train_seconds" in yaml.safe_load((run_dir / "run.yml").read_text())
