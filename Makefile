@@ -129,14 +129,18 @@ bench-eval: env-eval model
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.eval_throughput --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
-# llama3-dialogsum recipe in both memory modes, same data, one run. The
+# llama3-dialogsum recipe in both memory modes and with the NF4 round trip, same data, one run;
+# where the default's step goes (torch profiler, steps 6-8, left out of its speed). The
 # default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
 BENCH_MODEL ?= .cache/models/llama3-8b-random
+# the lever of training/nf4_roundtrip.py: the base in bf16 at its NF4 round-trip values, LoRA on top
+NF4_ROUND_TRIP := adapter=lora load_in_4bit=false plugins=[axolotl.integrations.liger.LigerPlugin,training.nf4_roundtrip.NF4RoundTrip]
 bench-train: env-train model
 	$(NO_OVERRIDES)
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.train_throughput all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
-	  --variant default: --variant "gc:gradient_checkpointing=true"
+	  --variant default: --profile default=6:9 --variant "gc:gradient_checkpointing=true" \
+	  --variant "nf4_bf16:$(NF4_ROUND_TRIP)" --profile nf4_bf16=6:9 --variant "nf4_bf16_gc:gradient_checkpointing=true $(NF4_ROUND_TRIP)"
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts
 # of at most PART_SIZE, built here; installed there with no network. Needs only python3 + pip.
