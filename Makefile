@@ -5,6 +5,7 @@
 #@   make train RECIPE=...             train a recipe (runs/<recipe>/); run again to resume
 #@   make check RECIPE=...             validate recipe and data, load no model
 #@   make eval RECIPE=...              base vs fine-tuned report in runs/<recipe>/eval/ [CHECKPOINT=best|<step>]
+#@   make eval RECIPE=... ADAPTER=dir|owner/name [MODEL=...]   weights trained elsewhere, under the recipe's data and prompt
 #@   make eval-checkpoints RECIPE=...  every checkpoint scored by ROUGE on the validation split
 #@   make sweep RECIPE=... SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"   a grid, chosen by ROUGE
 #@   make merge RECIPE=...             merged model in runs/<recipe>/merged/
@@ -76,7 +77,8 @@ check: env-train model
 	$(TRAIN_PY) scripts/train.py $(RECIPE) $(OVERRIDES) $(RUN_FLAGS) --check
 
 eval: env-eval
-	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+	$(EVAL_PY) scripts/evaluate.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) \
+	  $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(MODEL),--model $(MODEL))
 
 eval-checkpoints: env-eval
 	$(EVAL_PY) scripts/eval_checkpoints.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(ENGINES),--engines $(ENGINES))

@@ -413,7 +413,7 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     )
     parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
-    args = vars(parser.parse_args(argv))
+    args = vars(parser.parse_intermixed_args(argv))
     engines, base_from = args.pop("engines"), args.pop("base_from")
     return EvalRequest(**{**args, "overrides": tuple(args["overrides"])}), engines, base_from
 

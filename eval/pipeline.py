@@ -40,6 +40,7 @@ from eval.backends import (
     stop_token_ids,
 )
 from eval.checkpoint_paths import CheckpointError, checkpoint_path
+from eval.external import prepare_external_run
 from eval.metrics import get_metrics, summarize
 from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
@@ -72,6 +73,8 @@ class EvalRequest:
     save_every: int = 64  # items generated between two saves of the partial predictions
     checkpoint: str | None = None  # best | <step>: a saved checkpoint instead of the final adapter
     overrides: tuple[str, ...] = ()  # OVERRIDES: evaluation.KEY=VALUE, over what the run recorded
+    adapter: str | None = None  # ADAPTER=: an adapter trained elsewhere (folder or Hub id), eval/external.py
+    model: str | None = None  # MODEL=: its base, or alone a fully fine-tuned model
 
 
 @dataclass(frozen=True)
@@ -431,11 +434,18 @@ class Evaluation:
         paths, metrics = write_report(
             self.out_dir, self.run_dir, self.run, self.config, rows, result, generation, self.loaded.source
         )
-        return [*paths, write_model_card(self.trained, self.run, self.config, metrics)]
+        # weights trained elsewhere keep their folder as it is: their card goes beside the report
+        card_dir = self.out_dir if self.run.get("external") else self.trained
+        return [*paths, write_model_card(card_dir, self.run, self.config, metrics)]
 
 
 def evaluate(request: EvalRequest) -> int:
     try:
+        if request.adapter or request.model:
+            run_dir = prepare_external_run(
+                request.recipe, request.adapter, request.model, request.run_dir, request.overrides
+            )
+            request = replace(request, run_dir=run_dir, overrides=())
         evaluation = Evaluation(request)
         evaluation.setup()
     except (EvaluationError, CheckpointError, DataError, FileNotFoundError, ValueError) as err:
@@ -477,6 +487,12 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser.add_argument(
         "--adapter-mode", choices=ADAPTER_MODES, help="quantized: QLoRA's 4-bit base + adapter (hf)"
     )
+    parser.add_argument(
+        "--adapter", help="an adapter trained elsewhere: a folder or a Hub id (no training run)"
+    )
+    parser.add_argument(
+        "--model", help="with --adapter its base; alone a fully fine-tuned model (folder or Hub id)"
+    )
     parser.add_argument("--data-dir", help="override where the evaluation data lives")
     parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
     parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
@@ -484,7 +500,7 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser.add_argument(
         "--checkpoint", help="best (by validation ROUGE: make eval-checkpoints) or a step: that checkpoint"
     )
-    args = vars(parser.parse_args(argv))
+    args = vars(parser.parse_intermixed_args(argv))
     return EvalRequest(**{**args, "overrides": tuple(args["overrides"])})
 
 
