@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from datasets_fmt import atomic
+from datasets_fmt.sources import is_hub_id
 from training.run_record import trained_every_weight
 
 HUB_DATASETS = {
@@ -24,8 +25,16 @@ def describes(checkpoint: str, weights: str) -> str:
     return f"{weights} saved {checkpoint}, chosen by validation ROUGE (make eval-checkpoints), not the final {weights}"
 
 
+def dataset_name(data: dict) -> str:
+    """A built-in corpus's hub id; your own data's hub id, or its file's name."""
+    if data["corpus"] in HUB_DATASETS:
+        return HUB_DATASETS[data["corpus"]]
+    location = str(data.get("location"))
+    return location if is_hub_id(location) else Path(location).name
+
+
 def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) -> Path:
-    corpus = run["data"]["corpus"]
+    corpus = dataset_name(run["data"])
     scores, labels = metrics["scores"], metrics["labels"]
     results = [
         {
@@ -41,7 +50,7 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
     front = {
         "library_name": "transformers" if full else "peft",
         "base_model": run["base_model"],
-        "datasets": [HUB_DATASETS.get(corpus, corpus)],
+        "datasets": [corpus],
         "license": "other",
         "tags": [
             "axolotl",
@@ -57,7 +66,7 @@ def write_model_card(adapter_dir: Path, run: dict, config: dict, metrics: dict) 
                         "task": {"type": "summarization", "name": "Dialogue summarization"},
                         "dataset": {
                             "name": metrics["provenance"]["dataset"],
-                            "type": HUB_DATASETS.get(corpus, corpus),
+                            "type": corpus,
                             "split": run["evaluation"]["split"],
                         },
                         "metrics": results,
