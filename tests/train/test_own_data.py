@@ -138,18 +138,20 @@ def test_invalid_utf8_in_a_csv_names_its_line(tmp_path):
 
 def test_the_cut_is_seeded_complete_and_keeps_each_side_apart(tmp_path):
     records = rows(40)
-    records[39]["chat"] = records[0]["chat"]  # the same dialogue twice: never on two sides
+    for i in range(30, 40):  # ten dialogues written twice: each pair on one side
+        records[i]["chat"] = records[i - 30]["chat"]
     path = write(tmp_path / "d.csv", records)
     sides = {name: load_data(spec(path, fractions=FRACTIONS), name) for name in FRACTIONS}
     ids = {name: [ex.id for ex in loaded.examples] for name, loaded in sides.items()}
     assert sorted(sum(ids.values(), []), key=lambda i: int(i[1:])) == [r["ref"] for r in records]
-    assert all(
-        abs(len(ids[name]) - 40 * share) <= 1 for name, share in FRACTIONS.items()
-    )  # a pair moves together
-    assert [name for name, i in ids.items() if "r0" in i] == [name for name, i in ids.items() if "r39" in i]
+    assert all(abs(len(ids[name]) - 40 * share) <= 1 for name, share in FRACTIONS.items())  # pairs move whole
+    side_of = {i: name for name, names in ids.items() for i in names}
+    assert all(side_of[f"r{i}"] == side_of[f"r{i + 30}"] for i in range(10))
     again = [ex.id for ex in load_data(spec(path, fractions=FRACTIONS), "test").examples]
+    reordered = dict(reversed(FRACTIONS.items()))  # the order the shares are written in changes nothing
+    written_otherwise = [ex.id for ex in load_data(spec(path, fractions=reordered), "test").examples]
     other_seed = [ex.id for ex in load_data(spec(path, fractions=FRACTIONS, seed=1), "test").examples]
-    assert again == ids["test"] and other_seed != ids["test"]
+    assert again == written_otherwise == ids["test"] and other_seed != ids["test"]
     record = sides["test"].split_record
     assert record["seed"] == 0 and record["fractions"] == FRACTIONS
     assert record["records"] == {name: len(i) for name, i in ids.items()}
