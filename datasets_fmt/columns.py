@@ -1,8 +1,9 @@
 """Your own data without code: ``data.column_map`` says which of your columns holds each field.
 
-The field names are the ones torchtune's ``column_map`` uses for its summarization and
-instruction datasets (and the parts of Axolotl's ``field_instruction``/``field_input``/
-``field_output``), so a user of either guesses them. Two kinds, told apart by the fields named:
+It reads as torchtune's ``column_map`` does (our field -> your column); the fields are
+DialogSum's (``dialogue``, ``summary``) and Alpaca's (``instruction``, ``input``, ``output``,
+which Axolotl's ``field_instruction``/``field_input``/``field_output`` name). Two kinds, told
+apart by the fields named:
 
 - summarization: ``dialogue`` and ``summary`` (a list of columns for several references, the
   first one trained on);

@@ -37,9 +37,8 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # owner/name
 class Corpus:
     name: str
     hub_id: str | None
-    files: (
-        dict[str, str] | None
-    )  # split -> file name in a local copy; None: <split>.jsonl/.json/.csv/.parquet
+    # split -> file name in a local copy; None (your own data): <split>.jsonl/.json/.csv/.parquet
+    files: dict[str, str] | None
     parse: Callable[[str, str, dict, str], Example | None]  # (file, record, raw, split)
 
     def file_names(self, split: str) -> tuple[str, ...]:
@@ -139,10 +138,11 @@ def is_hub_id(location: str) -> bool:
 
 
 def one_file(spec: DataSpec) -> Path | None:
-    location = spec.location
-    if location in (None, "", HUB) or is_hub_id(str(location)) or not Path(location).is_file():
+    """The data file, where the location is one."""
+    if spec.location in (None, "", HUB):
         return None
-    return Path(location)
+    path = Path(spec.location)
+    return path if path.is_file() else None
 
 
 def check_apart(spec: DataSpec, split: str) -> None:
