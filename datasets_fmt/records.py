@@ -1,7 +1,9 @@
-"""The normalized record every corpus is turned into, and the error that names bad input."""
+"""The normalized record every corpus is turned into, the error that names bad input, and the
+field readers every row parser shares."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 
@@ -52,3 +54,36 @@ class DataError(ValueError):
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {problem}")
+
+
+class Skip(Exception):
+    """A well-formed record that cannot be trained or scored on (counted, not fatal)."""
+
+
+def text_field(file: str, record: str, raw: dict, key: str, required: bool = True, named_by: str = "") -> str:
+    """``raw[key]`` as clean text. A missing required key stops with a DataError; an empty value
+    (``""``, or null: a blank cell) skips the record when ``required``. ``named_by`` says which recipe
+    key names the field (for a user's column map)."""
+    if key not in raw:
+        if not required:
+            return ""
+        present = ", ".join(sorted(map(str, raw))) or "none"
+        hint = f"; {named_by} names it" if named_by else ""
+        raise DataError(file, record, key, f"missing (fields present: {present}){hint}")
+    value = raw[key]
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise DataError(file, record, key, f"expected a string, got {type(value).__name__}")
+    value = value.replace("\r\n", "\n").strip()
+    if required and not value:
+        raise Skip(f"empty {key}")
+    return value
+
+
+def record_id(raw: dict, keys: Iterable[str | None], fallback: str) -> str:
+    """The first non-empty id field, else the record's label (``line 3``)."""
+    for key in keys:
+        if key and raw.get(key) not in (None, ""):
+            return str(raw[key])
+    return fallback

@@ -1,43 +1,62 @@
-"""Load DialogSum, SAMSum and Dolly-15k from the Hugging Face hub, a local folder or a file.
+"""Load a split of DialogSum, SAMSum, Dolly-15k or your own data from the Hugging Face hub, a
+local folder or a file. Training and evaluation both read through :func:`load_data`.
 
-Every corpus becomes a list of :class:`~datasets_fmt.records.Example`. Malformed input
-(bad JSON, invalid UTF-8, a missing or non-string field) stops with a :class:`DataError`
-naming file, record and field. Records that are well-formed but unusable (an empty
-dialogue or summary) are skipped and counted, and the count is reported: never silently.
+Every split becomes a list of :class:`~datasets_fmt.records.Example`. Your own data
+(``corpus: custom``) is any JSON lines, JSON, CSV or Parquet file or hub dataset, read through
+``data.column_map`` (:mod:`datasets_fmt.columns`). Malformed input (bad JSON or CSV, invalid
+UTF-8, a missing column or a non-string field) stops with a :class:`DataError` naming file,
+record and field. Records that are well-formed but unusable (an empty dialogue or summary) are
+skipped and counted, and the count is reported: never silently.
+
+One file has no named splits: it is the train split, and another split comes from it only by a
+seeded, recorded cut (``data.split_fractions``, :mod:`datasets_fmt.splits`); asked for any other
+split without one, it is refused, never served again as held-out data.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets_fmt.records import DataError, Example
+from datasets_fmt.columns import check_columns, column_map_parser
+from datasets_fmt.readers import SUFFIXES, Table, read_file, read_hub
+from datasets_fmt.records import DataError, Example, Skip, record_id, text_field
+from datasets_fmt.spec import CUSTOM, HUB, DataSpec
+from datasets_fmt.splits import check_sides, cut, split_record
 
 log = logging.getLogger(__name__)
 
-HUB = "hub"
-
-Row = tuple[str, dict]  # (record label for error messages, raw record)
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # owner/name
 
 
 @dataclass(frozen=True)
 class Corpus:
     name: str
-    hub_id: str
-    files: dict[str, str]  # split -> file name in a local copy
+    hub_id: str | None
+    # split -> file name in a local copy; None (your own data): <split>.jsonl/.json/.csv/.parquet
+    files: dict[str, str] | None
     parse: Callable[[str, str, dict, str], Example | None]  # (file, record, raw, split)
+
+    def file_names(self, split: str) -> tuple[str, ...]:
+        if self.files is None:
+            return tuple(f"{split}{suffix}" for suffix in SUFFIXES)
+        if split not in self.files:
+            raise ValueError(f"{self.name} has no '{split}' split: choose one of {', '.join(self.files)}")
+        return (self.files[split],)
 
 
 @dataclass
 class Loaded:
     examples: list[Example]
     source: str
+    origin: str = ""  # the file, or "<hub id> [<split>]", the records came from
     skipped: Counter = field(default_factory=Counter)
     first_skipped: dict[str, str] = field(default_factory=dict)
+    split_record: dict | None = None  # what a cut by data.split_fractions gave (run.yml records it)
 
     def skipped_note(self) -> str:
         reasons = ", ".join(
@@ -46,40 +65,14 @@ class Loaded:
         return f"skipped {sum(self.skipped.values())} record(s) of {self.source}: {reasons}"
 
 
-class Skip(Exception):
-    """A well-formed record that cannot be trained or scored on (counted, not fatal)."""
-
-
-def _text(file: str, record: str, raw: dict, key: str, required: bool = True) -> str:
-    if key not in raw or raw[key] is None:
-        if not required:
-            return ""
-        present = ", ".join(sorted(raw)) or "none"
-        raise DataError(file, record, key, f"missing (fields present: {present})")
-    value = raw[key]
-    if not isinstance(value, str):
-        raise DataError(file, record, key, f"expected a string, got {type(value).__name__}")
-    value = value.replace("\r\n", "\n").strip()
-    if required and not value:
-        raise Skip(f"empty {key}")
-    return value
-
-
-def _record_id(raw: dict, keys: Iterable[str], fallback: str) -> str:
-    for key in keys:
-        if raw.get(key) not in (None, ""):
-            return str(raw[key])
-    return fallback
-
-
 def _dialogsum(file: str, record: str, raw: dict, split: str) -> Example:
-    dialogue = _text(file, record, raw, "dialogue")
+    dialogue = text_field(file, record, raw, "dialogue")
     if "summary1" in raw:  # the local test split: three human references per dialogue
-        refs = [_text(file, record, raw, f"summary{i}") for i in (1, 2, 3)]
+        refs = [text_field(file, record, raw, f"summary{i}") for i in (1, 2, 3)]
     else:
-        refs = [_text(file, record, raw, "summary")]
+        refs = [text_field(file, record, raw, "summary")]
     return Example(
-        id=_record_id(raw, ("fname", "id"), record),
+        id=record_id(raw, ("fname", "id"), record),
         source=dialogue,
         target=refs[0],
         references=tuple(refs),
@@ -87,17 +80,17 @@ def _dialogsum(file: str, record: str, raw: dict, split: str) -> Example:
 
 
 def _samsum(file: str, record: str, raw: dict, split: str) -> Example:
-    dialogue = _text(file, record, raw, "dialogue")
-    summary = _text(file, record, raw, "summary")
-    return Example(id=_record_id(raw, ("id",), record), source=dialogue, target=summary)
+    dialogue = text_field(file, record, raw, "dialogue")
+    summary = text_field(file, record, raw, "summary")
+    return Example(id=record_id(raw, ("id",), record), source=dialogue, target=summary)
 
 
 def _dolly(file: str, record: str, raw: dict, split: str) -> Example:
     return Example(
-        id=_record_id(raw, ("id",), record),
-        instruction=_text(file, record, raw, "instruction"),
-        source=_text(file, record, raw, "context", required=False),
-        target=_text(file, record, raw, "response"),
+        id=record_id(raw, ("id",), record),
+        instruction=text_field(file, record, raw, "instruction"),
+        source=text_field(file, record, raw, "context", required=False),
+        target=text_field(file, record, raw, "response"),
     )
 
 
@@ -123,69 +116,48 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+CORPUS_NAMES = (*CORPORA, CUSTOM)
+
+
 def get_corpus(name: str) -> Corpus:
     if name not in CORPORA:
-        raise ValueError(f"unknown corpus '{name}': choose one of {', '.join(sorted(CORPORA))}")
+        raise ValueError(f"unknown corpus '{name}': choose one of {', '.join(CORPUS_NAMES)}")
     return CORPORA[name]
 
 
-def _read_jsonl(path: Path) -> Iterator[Row]:
-    with path.open("rb") as fh:
-        for lineno, raw_line in enumerate(fh, start=1):
-            try:  # utf-8-sig: a byte-order mark (spreadsheet tools write one) is not data
-                line = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    str(path),
-                    f"line {lineno}",
-                    None,
-                    f"invalid UTF-8 ({err.reason} at byte {err.start} of the line); re-encode the file as UTF-8",
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    str(path), f"line {lineno}", None, f"malformed JSON: {err.msg} at character {err.pos + 1}"
-                ) from None
-            if not isinstance(obj, dict):
-                raise DataError(
-                    str(path), f"line {lineno}", None, f"expected a JSON object, got {type(obj).__name__}"
-                )
-            yield f"line {lineno}", obj
+def corpus_of(spec: DataSpec) -> Corpus:
+    if spec.corpus == CUSTOM:
+        return Corpus(CUSTOM, None, None, column_map_parser(spec.column_map or {}))
+    return get_corpus(spec.corpus)
 
 
-def _read_json_array(path: Path) -> Iterator[Row]:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            str(path), None, None, f"invalid UTF-8 at byte {err.start}; re-encode the file as UTF-8"
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(
-            str(path), f"line {err.lineno}", None, f"malformed JSON: {err.msg} at character {err.pos + 1}"
-        ) from None
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list):
-        raise DataError(str(path), None, None, "expected a JSON array of records (or JSON lines)")
-    for index, obj in enumerate(data):
-        label = f"index {index}" + (f" (id {obj['id']})" if isinstance(obj, dict) and "id" in obj else "")
-        if not isinstance(obj, dict):
-            raise DataError(str(path), label, None, f"expected a JSON object, got {type(obj).__name__}")
-        yield label, obj
+def is_hub_id(location: str) -> bool:
+    """``owner/name`` that names no local path and no data file: a Hugging Face hub dataset."""
+    path = Path(location)
+    return bool(HUB_ID.fullmatch(location)) and not path.exists() and path.suffix.lower() not in SUFFIXES
 
 
-def read_records(path: Path) -> Iterator[Row]:
-    """JSON lines or one JSON array, told apart by the first non-blank character."""
-    with path.open("rb") as fh:
-        head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
-    return (
-        _read_json_array(path) if head.startswith(b"[") or head.startswith(b'{"data"') else _read_jsonl(path)
+def one_file(spec: DataSpec) -> Path | None:
+    """The data file, where the location is one."""
+    if spec.location in (None, "", HUB):
+        return None
+    path = Path(spec.location)
+    return path if path.is_file() else None
+
+
+def check_apart(spec: DataSpec, split: str) -> None:
+    """Refuse ``split`` where it would be the train file again (one file, no cut)."""
+    path = one_file(spec)
+    if path is None or spec.split_fractions or split == spec.train_split:
+        return
+    raise DataError(
+        str(path),
+        None,
+        None,
+        f"one file without named splits is the {spec.train_split} split; the '{split}' split cannot come "
+        "from it too (the model would be scored on the records it trained on): set data.split_fractions, "
+        "e.g. {train: 0.8, validation: 0.1, test: 0.1} (a seeded split, recorded in run.yml), or give a "
+        "folder with a file per split",
     )
 
 
@@ -194,24 +166,35 @@ def resolve_local(corpus: Corpus, split: str, location: str | Path) -> Path:
     loc = Path(location)
     if loc.is_file():
         return loc
-    if split not in corpus.files:
-        raise ValueError(f"{corpus.name} has no '{split}' split: choose one of {', '.join(corpus.files)}")
-    for candidate in (loc / corpus.name / corpus.files[split], loc / corpus.files[split]):
+    if loc.suffix.lower() in SUFFIXES:
+        raise FileNotFoundError(f"{loc}: no such file")
+    names = corpus.file_names(split)
+    for candidate in (folder / name for folder in (loc / corpus.name, loc) for name in names):
         if candidate.is_file():
             return candidate
+    expected = (
+        f"{loc / corpus.name / names[0]} or {loc / names[0]}"
+        if len(names) == 1
+        else f"{loc / names[0]} (or .json, .csv, .parquet)"
+    )
     raise FileNotFoundError(
-        f"no {corpus.name} {split} file under {loc}: expected {loc / corpus.name / corpus.files[split]} "
-        f"or {loc / corpus.files[split]}. Point DATA_DIR at a folder holding them, or use DATA_DIR=hub."
+        f"no {corpus.name} {split} file under {loc}: expected {expected}. "
+        "Point DATA_DIR at a folder holding them, or use DATA_DIR=hub."
     )
 
 
-def _hub_rows(corpus: Corpus, split: str) -> Iterator[Row]:
-    from datasets import load_dataset  # heavy; only for hub loading
-
-    hub_split = {"validation": "validation", "test": "test"}.get(split, split)
-    dataset = load_dataset(corpus.hub_id, split=hub_split)
-    for index, row in enumerate(dataset):
-        yield f"row {index}", dict(row)
+def _table(corpus: Corpus, spec: DataSpec, split: str) -> Table:
+    location = spec.location
+    if location in (None, "", HUB):
+        if corpus.hub_id is None:
+            raise ValueError(
+                "data.corpus: custom needs data.location (or DATA_DIR): a file, a folder or a hub id"
+            )
+        return read_hub(corpus.hub_id, split)
+    if is_hub_id(str(location)):
+        return read_hub(str(location), split)
+    check_apart(spec, split)
+    return read_file(resolve_local(corpus, split, location))
 
 
 def _merge_repeated_dialogues(examples: list[Example]) -> list[Example]:
@@ -228,17 +211,16 @@ def _merge_repeated_dialogues(examples: list[Example]) -> list[Example]:
     return list(merged.values())
 
 
-def load_examples(corpus_name: str, split: str, location: str | Path | None = None) -> Loaded:
-    """Load one split. ``location`` is ``hub`` (default), a folder, or a file."""
-    corpus = get_corpus(corpus_name)
-    if location in (None, "", HUB):
-        file, rows = f"{corpus.hub_id} [{split}]", _hub_rows(corpus, split)
-    else:
-        path = resolve_local(corpus, split, location)
-        file, rows = str(path), read_records(path)
-    loaded = Loaded(examples=[], source=f"{corpus.name} {split} ({file})")
+def _load_split(spec: DataSpec, split: str) -> Loaded:
+    """One named split of the source, validated record by record."""
+    corpus = corpus_of(spec)
+    table = _table(corpus, spec, split)
+    if spec.corpus == CUSTOM and table.columns is not None:
+        check_columns(table.name, table.columns, spec.column_map)
+    file = table.name
+    loaded = Loaded(examples=[], source=f"{corpus.name} {split} ({file})", origin=file)
     seen: dict[str, str] = {}
-    for record, raw in rows:
+    for record, raw in table.rows:
         try:
             example = corpus.parse(file, record, raw, split)
         except Skip as why:
@@ -267,3 +249,37 @@ def load_examples(corpus_name: str, split: str, location: str | Path | None = No
             + (f" ({loaded.skipped_note()})" if loaded.skipped else ""),
         )
     return loaded
+
+
+def _cut_split(spec: DataSpec, split: str) -> Loaded:
+    """``split`` of the seeded cut of the source's train split (or its one file)."""
+    whole = _load_split(spec, spec.train_split)
+    fractions, seed = spec.split_fractions, spec.split_seed
+    if split not in fractions:
+        raise DataError(
+            whole.origin,
+            None,
+            None,
+            f"no '{split}' split: data.split_fractions cuts it into {', '.join(fractions)}",
+        )
+    sides = cut(whole.examples, fractions, seed)
+    check_sides(whole.origin, fractions, sides)
+    return Loaded(
+        sides[split],
+        f"{spec.corpus} {split} ({whole.origin}: a {fractions[split]:g} share, seed {seed})",
+        whole.origin,
+        whole.skipped,
+        whole.first_skipped,
+        split_record(whole.origin, fractions, seed, sides),
+    )
+
+
+def load_data(spec: DataSpec, split: str) -> Loaded:
+    """One split of the data a recipe's ``data:`` block names."""
+    return _cut_split(spec, split) if spec.split_fractions else _load_split(spec, split)
+
+
+def load_examples(corpus_name: str, split: str, location: str | Path | None = None) -> Loaded:
+    """One split of a built-in corpus. ``location`` is ``hub`` (default), a folder, or a file
+    (the train split)."""
+    return load_data(DataSpec(corpus_name, None if location is None else str(location), "train"), split)

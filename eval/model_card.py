@@ -8,7 +8,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult
 
 from datasets_fmt import atomic
-from training.model_card import HUB_DATASETS, card_data, render, title, training_section
+from training.model_card import card_data, dataset_name, render, title, training_section
 from training.run_record import trained_every_weight
 
 
@@ -21,12 +21,11 @@ def describes(checkpoint: str, weights: str) -> str:
 
 def eval_results(run: dict, metrics: dict) -> list[EvalResult]:
     """The fine-tuned side's scores in the Hub's model-index schema."""
-    corpus = run["data"]["corpus"]
     return [
         EvalResult(
             task_type="summarization",
             task_name="Dialogue summarization",
-            dataset_type=HUB_DATASETS.get(corpus, corpus),
+            dataset_type=dataset_name(run["data"]),
             dataset_name=metrics["provenance"]["dataset"],
             dataset_split=run["evaluation"]["split"],
             metric_type=f"{name.lower()}-{agg}-of-references",

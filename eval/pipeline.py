@@ -25,7 +25,9 @@ from tqdm import tqdm
 from datasets_fmt import atomic
 from datasets_fmt.prompts import Encoded, get_format
 from datasets_fmt.records import DataError, Example
-from datasets_fmt.sources import load_examples
+from datasets_fmt.sources import is_hub_id, load_data
+from datasets_fmt.spec import DataSpec
+from datasets_fmt.splits import check_same_split
 from eval.backends import (
     ADAPTER_MODES,
     LENGTH_PENALTY,
@@ -211,10 +213,10 @@ class Evaluation:
         from transformers import AutoConfig, AutoTokenizer
 
         s = self.settings()
-        data = self.run["data"]
-        location = str(Path(self.request.data_dir).resolve()) if self.request.data_dir else data["location"]
+        data = self.data_block()
         base = self.run["base_model"]
-        self.loaded = load_examples(data["corpus"], s["split"], location)
+        self.loaded = load_data(DataSpec.from_block(data), s["split"])
+        check_same_split(self.run.get("data_split"), self.loaded.split_record)
         self.examples = self.select(self.loaded.examples, s["limit"])
         self.fmt = get_format(data["format"], AutoTokenizer.from_pretrained(base), data["instruction"])
         refs = [
@@ -256,6 +258,15 @@ class Evaluation:
             self.mode,
             self.stop,
         )
+
+    def data_block(self) -> dict:
+        """The data: block training used (defaults first, as for settings), the location
+        replaced by --data-dir: the same loader then gives the same split."""
+        data = {**project_defaults()["data"], **self.run["data"]}
+        given = self.request.data_dir
+        if given:
+            data["location"] = given if is_hub_id(given) else str(Path(given).resolve())
+        return data
 
     def adapter_mode(self, asked: str) -> str:
         """How the fine-tuned side loads. QLoRA: merged into the NF4-dequantized base, what

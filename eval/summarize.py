@@ -22,8 +22,8 @@ import yaml
 
 from datasets_fmt import atomic
 from datasets_fmt.prompts import get_format
+from datasets_fmt.readers import read_records
 from datasets_fmt.records import DataError, Example
-from datasets_fmt.sources import read_records
 from eval.backends import chunks, stop_token_ids
 from training.paths import default_run_dir
 

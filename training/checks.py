@@ -20,7 +20,8 @@ def where(resolved: Resolved, key: str) -> str:
     """The file that sets ``key``, or the override that does."""
     head = key.split(".")[0]
     for text in reversed(resolved.overrides):
-        if text.partition("=")[0] in (key, head):
+        given = text.partition("=")[0]
+        if given in (key, head) or given.startswith(f"{key}."):
             return f"{resolved.source} (override {text})"
     return str(defining_file(resolved.source, head))
 
@@ -94,6 +95,8 @@ def check_values(resolved: Resolved, block_checks: Mapping[str, BlockCheck] = Ma
         except BlockProblem as problem:
             raise RecipeError(f"{where(resolved, problem.key)}: {problem}") from None
     check_choices(resolved)
+    check_data_block(resolved)
+    check_runner_keys(resolved)
     check_memory_mode(resolved)
 
 
@@ -130,13 +133,13 @@ def require_choice(key: str, value, known) -> None:
 def check_choices(resolved: Resolved) -> None:
     """Names that pick a training-side component (trainer, corpus, format) exist and fit."""
     from datasets_fmt.prompts import FORMATS
-    from datasets_fmt.sources import CORPORA
+    from datasets_fmt.sources import CORPUS_NAMES
     from training.launch import TRAINERS
 
     data, trainer = resolved.project["data"], resolved.project["trainer"]
     for key, value, known in (
         ("trainer", trainer, TRAINERS),
-        ("data.corpus", data["corpus"], CORPORA),
+        ("data.corpus", data["corpus"], CORPUS_NAMES),
         ("data.format", data["format"], FORMATS),
     ):
         try:
@@ -149,6 +152,56 @@ def check_choices(resolved: Resolved) -> None:
             f"'{data['format']}': encoder-decoder models use trainer: seq2seq with format: seq2seq, "
             "decoder-only models trainer: axolotl with another format"
         )
+
+
+def check_data_block(resolved: Resolved) -> None:
+    """Your own data's column map and location, and a cut into splits that serves every split
+    the run asks for (datasets_fmt/spec.py says what the block may hold)."""
+    from datasets_fmt.spec import data_block_problem
+
+    found = data_block_problem(resolved.project["data"], resolved.project["evaluation"]["split"])
+    if found:
+        key, problem = found
+        raise RecipeError(f"{where(resolved, key)}: {problem}")
+
+
+def axolotl_datasets_instead(entries) -> str:
+    """The ``data:`` block that says what a recipe's own Axolotl ``datasets:`` entry says."""
+    first = entries[0] if isinstance(entries, list) and entries and isinstance(entries[0], dict) else {}
+    fields = first.get("type") if isinstance(first.get("type"), dict) else {}
+    if "field_instruction" in fields:
+        roles = {"instruction": "field_instruction", "input": "field_input", "output": "field_output"}
+    else:
+        roles = {"dialogue": "field_input", "summary": "field_output"}
+    columns = ", ".join(f"{role}: {fields.get(field) or '<column>'}" for role, field in roles.items())
+    return f"data: {{corpus: custom, location: {first.get('path') or '<file or hub id>'}, column_map: {{{columns}}}}}"
+
+
+# keys the runner writes into a run's config: a recipe that sets them would lose them silently
+RUNNER_KEYS: dict[str, Callable[[object], str]] = {
+    "datasets": lambda given: (
+        f"describe the data in the recipe's data: block instead, e.g. {axolotl_datasets_instead(given)} (README: Data)"
+    ),
+    "test_datasets": lambda given: (
+        "name the held-out split in data.validation_split instead (or cut one file with data.split_fractions; README: Data)"
+    ),
+    "output_dir": lambda given: (
+        "choose the run directory with RUN_DIR=... (--run-dir) instead; the adapter goes to <run dir>/adapter"
+    ),
+    "dataset_prepared_path": lambda given: (
+        "choose the run directory with RUN_DIR=... (--run-dir) instead; prepared data goes to <run dir>/prepared"
+    ),
+}
+
+
+def check_runner_keys(resolved: Resolved) -> None:
+    """Refuse the Axolotl keys the runner sets itself, saying what to write instead."""
+    for key, instead in RUNNER_KEYS.items():
+        given = resolved.config.get(key)
+        if given is not None:
+            raise RecipeError(
+                f"{where(resolved, key)}: {key}: the runner sets it for every run and would replace yours: {instead(given)}"
+            )
 
 
 # -- keys Axolotl would drop, and its own schema ---------------------------------------------

@@ -15,6 +15,7 @@ import yaml
 from huggingface_hub import ModelCardData
 
 from datasets_fmt import atomic
+from datasets_fmt.sources import is_hub_id
 from training.run_record import trained_every_weight
 
 HUB_DATASETS = {
@@ -22,6 +23,14 @@ HUB_DATASETS = {
     "samsum": "Samsung/samsum",
     "dolly": "databricks/databricks-dolly-15k",
 }
+
+
+def dataset_name(data: dict) -> str:
+    """A built-in corpus's hub id; your own data's hub id, or its file's name."""
+    if data["corpus"] in HUB_DATASETS:
+        return HUB_DATASETS[data["corpus"]]
+    location = str(data.get("location"))
+    return location if is_hub_id(location) else Path(location).name
 
 
 def kind_of(run: dict) -> str:
@@ -37,11 +46,10 @@ def hub_base_model(run: dict) -> str | None:
 
 def card_data(run: dict, **extra) -> ModelCardData:
     full = trained_every_weight(run)
-    corpus = run["data"]["corpus"]
     return ModelCardData(
         library_name="transformers" if full else "peft",
         base_model=hub_base_model(run),
-        datasets=[HUB_DATASETS.get(corpus, corpus)],
+        datasets=[dataset_name(run["data"])],
         license="other",
         tags=["axolotl", "full-fine-tune" if full else kind_of(run), "summarization", "dialogue"],
         **extra,
@@ -54,7 +62,7 @@ def title(run: dict) -> str:
 
 
 def training_section(run: dict, config: dict, lora: dict | None = None) -> str:
-    corpus = run["data"]["corpus"]
+    corpus = dataset_name(run["data"])
     records = run.get("data_check", {}).get("train", {}).get("records", "?")
     weights = (
         "Every weight trained (no adapter)"

@@ -5,7 +5,8 @@ A recipe is an Axolotl YAML file with a few keys this project owns:
 - ``inherit:`` a recipe file, or a list of them merged in order (relative to this one),
   whose keys this one overrides;
 - ``trainer:`` which engine trains it (``axolotl``, or ``seq2seq`` for encoder-decoders);
-- ``data:`` which corpus, splits and prompt format to use (``datasets_fmt``);
+- ``data:`` which corpus (or your own file, through a column map), splits and prompt format
+  to use (``datasets_fmt``);
 - ``evaluation:`` how ``make eval`` generates and scores.
 
 Their defaults live in ``recipes/_base.yml`` and nowhere else. ``key=value`` overrides
@@ -27,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from datasets_fmt.sources import is_hub_id
+from datasets_fmt.spec import HUB
 from training.paths import RECIPES, REPO, models_dir
 
 BASE_RECIPE = RECIPES / "_base.yml"
@@ -282,7 +285,7 @@ def resolve(name_or_path: str, overrides: list[str] = ()) -> Resolved:
         if isinstance(config.get(key), str):
             config[key] = repo_path(config[key])
     location = project["data"]["location"]
-    if location not in (None, "", "hub"):
+    if location not in (None, "", HUB) and not is_hub_id(repo_path(str(location))):
         project["data"]["location"] = str(Path(repo_path(str(location))).resolve())
     return Resolved(config, project, path, list(overrides))
 

@@ -2,8 +2,8 @@
 
 Everything a run used lands in its run directory (``runs/<recipe>/`` by default):
 ``config.yml`` (the exact trainer config), ``run.yml`` (data and evaluation settings,
-hardware adjustments, what the data check found), ``data/`` (the validated, normalized
-records), ``adapter/`` (checkpoints and the final adapter). Running the same command again
+hardware adjustments, what the data check found, how one file was cut into splits),
+``data/`` (the validated, normalized records), ``adapter/`` (checkpoints and the final adapter). Running the same command again
 resumes from the last checkpoint; a finished run is refused unless ``overwrite``.
 """
 
@@ -49,14 +49,18 @@ class TrainRequest:
     overwrite: bool = False
 
 
-def prepare_data(resolved: Resolved, run_dir: Path) -> dict:
-    """Validate and normalize the data splits into the run directory; report truncation."""
+def prepare_data(resolved: Resolved, run_dir: Path) -> tuple[dict, dict | None]:
+    """Validate and normalize the data splits into the run directory; report truncation. Also
+    return what a cut by ``data.split_fractions`` gave (None without one), and refuse a run
+    whose evaluation split would be its training file again."""
     from transformers import AutoTokenizer
 
     from datasets_fmt.prompts import fit_report, get_format
-    from datasets_fmt.sources import load_examples
+    from datasets_fmt.sources import check_apart, load_data
+    from datasets_fmt.spec import DataSpec
 
     config, data = resolved.config, resolved.project["data"]
+    spec = DataSpec.from_block(data)
     tokenizer = AutoTokenizer.from_pretrained(config.get("tokenizer_config") or config["base_model"])
     if config.get("chat_template") and not getattr(tokenizer, "chat_template", None):
         raise RecipeError(
@@ -64,11 +68,12 @@ def prepare_data(resolved: Resolved, run_dir: Path) -> dict:
             "give the tokenizer its template (tokenizer_config) or pick format 'plain'"
         )
     fmt = get_format(data["format"], tokenizer, data["instruction"])
-    report = {}
+    report, split_record = {}, None
     for role, split in (("train", data["train_split"]), ("validation", data["validation_split"])):
         if not split:
             continue
-        loaded = load_examples(data["corpus"], split, data["location"])
+        loaded = load_data(spec, split)
+        split_record = loaded.split_record
         fit = fit_report(fmt, loaded.examples, config["sequence_len"])
         if len(loaded.examples) == fit.too_long:
             raise DataError(
@@ -96,7 +101,8 @@ def prepare_data(resolved: Resolved, run_dir: Path) -> dict:
             fit.max_tokens_cut,
             fit.too_long,
         )
-    return report
+    check_apart(spec, resolved.project["evaluation"]["split"])
+    return report, split_record
 
 
 def attach_run_paths(resolved: Resolved, run_dir: Path) -> None:
@@ -173,7 +179,7 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
     check_against_model(resolved, torch.cuda.is_bf16_supported() if cuda else None)
     if resolved.project["trainer"] == "axolotl":
         validate(resolved)
-    data_report = prepare_data(resolved, run_dir)
+    data_report, data_split = prepare_data(resolved, run_dir)
     config_file = atomic.write_yaml(run_dir / "config.yml", resolved.config)
     run_info = {
         "recipe": resolved.name,
@@ -189,6 +195,7 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
         "cpu_adjustments": changes,
         "memory_mode": memory_mode,
         "data_check": data_report,
+        "data_split": data_split,
     }
     atomic.write_yaml(run_dir / "run.yml", run_info)
     log.info("recipe and data checks passed: %s", config_file)

@@ -42,11 +42,14 @@ def check_error(args: list[str], tmp_path, caplog) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize(("name", "expected"), sorted(CASES["data"].items()))
-def test_bad_data_file(name, expected, tmp_path, caplog, smollm2_dir):
-    corpus = ["data.corpus=samsum"] if name.endswith(".json") else []
-    args = ["smollm2-dialogsum", *corpus, "--data-dir", str(CASES_DIR / name)]
-    assert check_error(args, tmp_path, caplog) == expand(expected)
+@pytest.mark.parametrize(("name", "case"), sorted(CASES["data"].items()))
+def test_bad_data_file(name, case, tmp_path, caplog, smollm2_dir):
+    case = case if isinstance(case, dict) else {"error": case}
+    file = case.get("file", name)
+    corpus = ["data.corpus=samsum"] if file.endswith(".json") else []
+    recipe = case.get("recipe", "smollm2-dialogsum")
+    args = [recipe, *corpus, *case.get("overrides", []), "--data-dir", str(CASES_DIR / file)]
+    assert check_error(args, tmp_path, caplog) == expand(case["error"])
 
 
 @pytest.mark.parametrize(("name", "case"), sorted(CASES["recipe"].items()))
