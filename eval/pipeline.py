@@ -38,7 +38,7 @@ from eval.backends import (
     stop_token_ids,
 )
 from eval.checkpoint_paths import CheckpointError, checkpoint_path
-from eval.metrics import get_metrics, summarize
+from eval.metrics import check_sources, get_metrics, get_source_checks, summarize
 from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
 from eval.report import write_report
@@ -196,6 +196,7 @@ class Evaluation:
             tokenizer=base,
         )
         self.metrics = get_metrics(s["metrics"])
+        self.source_checks = get_source_checks(s["source_checks"])
         self.partials = self.open_partials()
         log.info(
             "%d items of %s; max_new_tokens=%d; %s; backend=%s; adapter=%s; stop ids %s",
@@ -364,11 +365,9 @@ class Evaluation:
     def report(self, timing: dict) -> list[Path]:
         rows = self.rows()
         atomic.write_jsonl(self.out_dir / "predictions.jsonl", rows)
-        result = summarize(
-            self.metrics,
-            {name: [r[name]["text"] for r in rows] for name in SYSTEMS},
-            [r["references"] for r in rows],
-        )
+        texts = {name: [r[name]["text"] for r in rows] for name in SYSTEMS}
+        result = summarize(self.metrics, texts, [r["references"] for r in rows])
+        checks = check_sources(self.source_checks, texts, [r["dialogue"] for r in rows])
         generation = {
             "backend": self.backend_name,
             "adapter_mode": self.mode,
@@ -384,7 +383,15 @@ class Evaluation:
             "example_prompt": self.fmt.prompt_text(self.examples[0]),
         }
         paths, metrics = write_report(
-            self.out_dir, self.run_dir, self.run, self.config, rows, result, generation, self.loaded.source
+            self.out_dir,
+            self.run_dir,
+            self.run,
+            self.config,
+            rows,
+            result,
+            generation,
+            self.loaded.source,
+            checks,
         )
         return [*paths, write_model_card(self.trained, self.run, self.config, metrics)]
 
