@@ -71,7 +71,7 @@ class Number:
     last: int
     value: float
     spelled: bool  # in words ("two"), not digits
-    clock: tuple[int, int] | None = None  # written as a clock time: (hour on a 12-hour clock, minute)
+    clock: tuple[int, int] | None = None  # written as a clock time: (hour, minute)
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def words_after(tokens: list[Token], i: int, count: int) -> tuple[str, ...]:
 
 
 def digits_value(text: str) -> tuple[float | None, tuple[int, int] | None]:
-    """``1,500`` -> 1500; ``2.50`` -> 2.5; ``17:30`` -> 17 and clock (5, 30). A dotted ``5.30``
+    """``1,500`` -> 1500; ``2.50`` -> 2.5; ``17:30`` -> 17 and clock (17, 30). A dotted ``5.30``
     is also a clock time, as British English writes it. (None, None): a list such as ``1,2,3``."""
     text = text.replace(" ", "")
     if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", text):
@@ -109,7 +109,7 @@ def digits_value(text: str) -> tuple[float | None, tuple[int, int] | None]:
     hour_minute = re.fullmatch(r"(\d{1,2})[:.](\d{2})", text)
     clock = None
     if hour_minute and int(hour_minute[1]) <= 24 and int(hour_minute[2]) <= 59:
-        clock = (int(hour_minute[1]) % 12, int(hour_minute[2]))
+        clock = (int(hour_minute[1]), int(hour_minute[2]))
     if ":" in text:
         return (float(hour_minute[1]), clock) if clock else (None, None)
     try:

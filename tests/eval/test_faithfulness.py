@@ -27,7 +27,7 @@ from training.paths import FINISHED
 DIALOGUE = (
     "#Person1#: Hi Tom, can Ms. Dawson meet the Smiths at five o'clock on Friday, March 5th?\n"
     "#Person2#: Sure. Tickets are twenty dollars each, and I'll bring my two kids.\n"
-    "#Person1#: Great. My friend from the United Kingdom has 1,500 books. We leave in half an hour."
+    "#Person1#: Great. My friend Mr. Lee from the United Kingdom has 1,500 books. We leave in half an hour."
 )
 SAMSUM = (
     "Amanda: I baked cookies. Do you want some?\nJerry: Sure! 3 please\nAmanda: I'll bring you tomorrow :-)"
@@ -65,13 +65,13 @@ def test_an_unsupported_fact_is_flagged(summary, span):
     "summary",
     [
         "#Person1# and #Person2# talk. Person 1 asks Tom's opinion.",  # tags, possessive
-        "Ms. Dawson meets the Smith family and the smiths' dog.",  # plural, case
+        "Ms. Dawson meets the Smith family and the smiths' dog.",  # case
+        "#Person1# visits the Lees.",  # a family by its name
         "They meet at 5 pm on Friday, March 5.",  # five o'clock as 5 pm
         "They meet at 17:00.",  # five o'clock on a 24-hour clock
         "Tickets are $20 and #Person2# brings 2 kids.",  # twenty dollars, two
         "Tickets cost 20 bucks; the UK friend owns 1500 books.",  # acronym, thousands
         "They leave in 30 minutes.",  # half an hour
-        "The two of them meet.",  # two speakers
         "In this dialogue, the conversation is friendly.",  # capitalized at a sentence start
     ],
 )
@@ -79,32 +79,35 @@ def test_the_same_fact_written_another_way_is_not_flagged(summary):
     assert found(summary) == []
 
 
+def test_an_hour_said_as_a_bare_number_supports_a_clock_time():
+    assert found("They meet at 5 pm, not at 7:30.", "A: Shall we meet at five?\nB: Or at seven thirty.") == []
+
+
+def test_the_number_of_speakers_is_supported():
+    assert found("The two of them meet.", "#Person1#: Hi!\n#Person2#: Hello.") == []
+
+
 def test_samsum_speakers_are_supported_names():
     assert found("Amanda baked cookies and will bring Jerry's 3 tomorrow.", SAMSUM) == []
 
 
 def test_the_share_interval_and_difference_are_the_projects_bootstrap():
-    dialogues = [DIALOGUE] * 4
     systems = {
-        "base": ["Tom and Jessica pay $25.", "At 6 pm.", "Tom meets Ms. Dawson.", "Tickets are $20."],
-        "finetuned": ["Tom meets Jessica.", "At 5 pm.", "Tom meets Ms. Dawson.", "Tickets are $20."],
+        "base": ["Tom and Jessica pay $25.", "At 6 pm.", "Tom meets Ms. Dawson.", "Tickets are $20."] * 3,
+        "finetuned": ["Tom meets Jessica.", "At 5 pm.", "Tom meets Ms. Dawson.", "Tickets are $20."] * 3,
     }
-    result = check_sources(get_source_checks(["faithfulness"]), systems, dialogues, n_resamples=500)
+    result = check_sources(get_source_checks(["faithfulness"]), systems, [DIALOGUE] * 12, n_resamples=500)
     check = result["faithfulness"]
-    base, tuned = np.array([1.0, 1, 0, 0]), np.array([1.0, 0, 0, 0])
-    assert check["share"]["base"] == pytest.approx(
-        dict(zip(("mean", "low", "high"), (0.5, *bootstrap_ci(base, 500)), strict=True))
+    base, tuned = np.array([1.0, 1, 0, 0] * 3), np.array([1.0, 0, 0, 0] * 3)
+    assert check["share"]["base"] == dict(
+        zip(("mean", "low", "high"), (0.5, *bootstrap_ci(base, 500)), strict=True)
     )
     assert check["share"]["finetuned"]["mean"] == 0.25
     paired = paired_bootstrap(tuned, base, 500)
     assert check["difference"] == {k: paired[k] for k in ("diff", "low", "high")}
     assert check["difference"]["diff"] == -0.25
-    assert [[s.text for s in spans] for spans in check["spans"]["base"]] == [
-        ["Jessica", "$25"],
-        ["6 pm"],
-        [],
-        [],
-    ]
+    spans = [[s.text for s in item] for item in check["spans"]["base"][:4]]
+    assert spans == [["Jessica", "$25"], ["6 pm"], [], []]
 
 
 def test_marks_render_in_markdown_and_html():
