@@ -123,7 +123,7 @@ def numbers(tokens: list[Token], spelled_above: int) -> list[Number]:
     Spelled numbers up to ``spelled_above`` are left out (a summary's "one of them")."""
     found = []
     for i, tok in enumerate(tokens):
-        if tok.kind == "num":
+        if tok.kind == "num" and not _list_marker(tokens, i):
             value, clock = digits_value(tok.value)
             if value is None:  # 1,2,3 or 5.3.2020: its parts
                 found += [Number(i, i, float(p), False) for p in re.split(r"[.,:]", tok.value) if p]
@@ -138,6 +138,12 @@ def numbers(tokens: list[Token], spelled_above: int) -> list[Number]:
             continue
         found.append(Number(first, last, float(occ.value), True))
     return [_read_whole(n, tokens) for n in sorted(found, key=lambda n: n.first)]
+
+
+def _list_marker(tokens: list[Token], i: int) -> bool:
+    """``1.`` or ``2)`` opening a line: the number of a list item, not a fact."""
+    after = words_after(tokens, i, 1)
+    return tokens[i].line_start and after in ((".",), (")",))
 
 
 def _read_whole(n: Number, tokens: list[Token]) -> Number:

@@ -73,6 +73,7 @@ def test_an_unsupported_fact_is_flagged(summary, span):
         "Tickets cost 20 bucks; the UK friend owns 1500 books.",  # acronym, thousands
         "They leave in 30 minutes.",  # half an hour
         "In this dialogue, the conversation is friendly.",  # capitalized at a sentence start
+        "Steps:\n1. Tom pays $20.\n3) Done.",  # the numbers of a list
     ],
 )
 def test_the_same_fact_written_another_way_is_not_flagged(summary):
