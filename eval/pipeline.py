@@ -43,7 +43,7 @@ from eval.backends import (
 )
 from eval.checkpoint_paths import CheckpointError, checkpoint_path
 from eval.external import prepare_external_run
-from eval.metrics import get_metrics, summarize
+from eval.metrics import check_sources, get_metrics, get_source_checks, summarize
 from eval.model_card import write_model_card
 from eval.predictions import PartialPredictions
 from eval.recipe_block import check_evaluation_block
@@ -247,6 +247,7 @@ class Evaluation:
             tokenizer=base,
         )
         self.metrics = get_metrics(s["metrics"])
+        self.source_checks = get_source_checks(s["source_checks"])
         self.partials = self.open_partials()
         log.info(
             "%d items of %s; max_new_tokens=%d; %s; backend=%s; adapter=%s; stop ids %s",
@@ -423,11 +424,9 @@ class Evaluation:
     def report(self, timing: dict) -> list[Path]:
         rows = self.rows()
         atomic.write_jsonl(self.out_dir / "predictions.jsonl", rows)
-        result = summarize(
-            self.metrics,
-            {name: [r[name]["text"] for r in rows] for name in SYSTEMS},
-            [r["references"] for r in rows],
-        )
+        texts = {name: [r[name]["text"] for r in rows] for name in SYSTEMS}
+        result = summarize(self.metrics, texts, [r["references"] for r in rows])
+        checks = check_sources(self.source_checks, texts, [r["dialogue"] for r in rows])
         generation = {
             "backend": self.backend_name,
             "adapter_mode": self.mode,
@@ -443,7 +442,15 @@ class Evaluation:
             "example_prompt": self.fmt.prompt_text(self.examples[0]),
         }
         paths, metrics = write_report(
-            self.out_dir, self.run_dir, self.run, self.config, rows, result, generation, self.loaded.source
+            self.out_dir,
+            self.run_dir,
+            self.run,
+            self.config,
+            rows,
+            result,
+            generation,
+            self.loaded.source,
+            checks,
         )
         # weights trained elsewhere keep their folder as it is: their card goes beside the report
         card_dir = self.out_dir if self.run.get("external") else self.trained

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eval.backends import ADAPTER_MODES, BACKENDS
-from eval.metrics import METRICS
+from eval.metrics import METRICS, SOURCE_CHECKS
 from training.checks import BlockProblem, require_choice, whole
 
 # key: (test, what the value must be); None means "not set" everywhere here
@@ -35,3 +35,10 @@ def check_evaluation_block(block: dict) -> None:
         raise BlockProblem("evaluation", "evaluation.metrics must be a list, e.g. [rouge]")
     for name in metrics:
         require_choice("evaluation.metrics", name, METRICS)
+    checks = block["source_checks"]
+    if not isinstance(checks, list):
+        raise BlockProblem(
+            "evaluation", "evaluation.source_checks must be a list, e.g. [faithfulness] (or [] for none)"
+        )
+    for name in checks:
+        require_choice("evaluation.source_checks", name, SOURCE_CHECKS)

@@ -36,12 +36,29 @@ class Code:
 
 
 @dataclass(frozen=True)
+class Marked:
+    """Text with stretches to point at (``(start, end)`` offsets), e.g. the facts of a summary
+    its dialogue does not support: ``<mark>`` in HTML, ``⟦...⟧`` in Markdown."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+    def pieces(self) -> list[tuple[str, bool]]:
+        """The text cut into (piece, marked) in order."""
+        out, at = [], 0
+        for start, end in sorted(self.spans):
+            out += [(self.text[at:start], False), (self.text[start:end], True)]
+            at = end
+        return [p for p in [*out, (self.text[at:], False)] if p[0]]
+
+
+@dataclass(frozen=True)
 class Item:
     """One evaluated item shown side by side: a title, its input, labelled outputs."""
 
     title: str
     source: str
-    outputs: list[tuple[str, str]]
+    outputs: list[tuple[str, str | Marked]]
 
 
 Block = Text | Table | Image | Code | Item
@@ -78,6 +95,12 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_text(text: str | Marked) -> str:
+    if isinstance(text, str):
+        return text
+    return "".join(f"⟦{piece}⟧" if marked else piece for piece, marked in text.pieces())
+
+
 def _md_block(block: Block) -> str:
     if isinstance(block, Text):
         return f"**{block.text}**" if block.bold else block.text
@@ -88,7 +111,7 @@ def _md_block(block: Block) -> str:
         return f"![{block.name}]({block.name}.png)"
     if isinstance(block, Code):
         return f"```\n{block.text}\n```"
-    outputs = _md_block(Table(["", "text"], [[label, text] for label, text in block.outputs]))
+    outputs = _md_block(Table(["", "text"], [[label, _md_text(text)] for label, text in block.outputs]))
     return f"**{block.title}**\n\n```\n{block.source}\n```\n\n{outputs}"
 
 
@@ -110,6 +133,14 @@ STYLE = (
 )
 
 
+def _html_text(text: str | Marked) -> str:
+    if isinstance(text, str):
+        return html.escape(text)
+    return "".join(
+        f"<mark>{html.escape(p)}</mark>" if marked else html.escape(p) for p, marked in text.pieces()
+    )
+
+
 def _html_block(block: Block) -> str:
     esc = html.escape
     if isinstance(block, Text):
@@ -122,7 +153,9 @@ def _html_block(block: Block) -> str:
         return f"<img alt='{esc(block.name)}' src='data:image/png;base64,{base64.b64encode(block.png).decode()}'>"
     if isinstance(block, Code):
         return f"<pre>{esc(block.text)}</pre>"
-    outputs = "".join(f"<tr><th>{esc(label)}</th><td>{esc(text)}</td></tr>" for label, text in block.outputs)
+    outputs = "".join(
+        f"<tr><th>{esc(label)}</th><td>{_html_text(text)}</td></tr>" for label, text in block.outputs
+    )
     return f"<div class='item'><b>{esc(block.title)}</b><pre>{esc(block.source)}</pre><table>{outputs}</table></div>"
 
 

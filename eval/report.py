@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from eval.checkpoint_paths import OUT_NAME
 from eval.checkpoint_report import checkpoint_plot, checkpoint_table
 from eval.hardware import hardware
 from eval.metrics import AGGREGATES
-from eval.render import Code, Image, Item, Report, Section, Table, Text, png_of, to_html, to_markdown
+from eval.render import Code, Image, Item, Marked, Report, Section, Table, Text, png_of, to_html, to_markdown
 from training.run_record import trained_every_weight
 from training.run_summary import newest_trainer_state
 
@@ -225,6 +226,90 @@ def example_items(rows: list[dict], result: dict) -> list[Section]:
     return sections
 
 
+def _pct_ci(v: dict) -> str:
+    return f"{100 * v['mean']:.1f}% [{100 * v['low']:.1f}, {100 * v['high']:.1f}]"
+
+
+def check_headline(check: dict) -> str:
+    base, tuned, d = check["share"]["base"], check["share"]["finetuned"], check["difference"]
+    return (
+        f"Summaries with {check['label']} (lower is better): base {100 * base['mean']:.1f}%, fine-tuned "
+        f"{100 * tuned['mean']:.1f}% ({100 * d['diff']:+.1f} points, 95% CI [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}])."
+    )
+
+
+def check_table(check: dict) -> Table:
+    """Per system: the share flagged with its interval, and the spans found of each kind."""
+    rows = []
+    for name in SYSTEMS:
+        counts = Counter(span.kind for spans in check["spans"][name] for span in spans)
+        rows.append([LABELS[name], _pct_ci(check["share"][name]), *[str(counts[k]) for k in check["kinds"]]])
+    d = check["difference"]
+    rows.append(
+        [
+            "difference (paired 95% CI)",
+            f"{100 * d['diff']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]",
+            *[""] * len(check["kinds"]),
+        ]
+    )
+    head = ["", "summaries with one or more (95% CI)", *[f"{kind} spans" for kind in check["kinds"]]]
+    return Table(head, rows)
+
+
+def worst_items(rows: list[dict], check: dict, system: str, k: int = 3) -> list[Item]:
+    """The ``k`` summaries of ``system`` with the most unsupported spans, both systems' outputs
+    marked."""
+    spans = check["spans"]
+    order = sorted(range(len(rows)), key=lambda i: -len(spans[system][i]))
+    items = []
+    for i in [i for i in order if spans[system][i]][:k]:
+        r = rows[i]
+        found = ", ".join(f"{s.kind} '{s.text}'" for s in spans[system][i])
+        outputs = [("reference", r["references"][0])] + [
+            (LABELS[n], Marked(r[n]["text"], tuple((s.start, s.end) for s in spans[n][i]))) for n in SYSTEMS
+        ]
+        items.append(Item(f"{r['id']} ({LABELS[system]}: {found})", r["dialogue"], outputs))
+    return items
+
+
+def check_sections(name: str, check: dict, rows: list[dict]) -> list[Section]:
+    sections = [
+        Section(
+            name.capitalize(),
+            [
+                Text(
+                    f"{check_headline(check)} Found by {check['description']}; marked spans are what the "
+                    "dialogue does not state (README: Reading the report, for what this check cannot see)."
+                ),
+                check_table(check),
+            ],
+        )
+    ]
+    for system in SYSTEMS:
+        items = worst_items(rows, check, system)
+        blocks = items or [Text(f"No {LABELS[system]} summary has one.")]
+        sections.append(Section(f"Most unsupported spans: {LABELS[system]}", blocks, level=3))
+    return sections
+
+
+def checks_json(checks: dict, rows: list[dict]) -> dict:
+    """What metrics.json keeps of each check: the figures, and the flagged items' spans by id."""
+    return {
+        name: {
+            **{k: v for k, v in check.items() if k != "spans"},
+            "flagged": {
+                system: {
+                    rows[i]["id"]: [[s.kind, s.text, s.start, s.end] for s in spans]
+                    for i, spans in enumerate(per_item)
+                    if spans
+                }
+                for system, per_item in check["spans"].items()
+            },
+        }
+        for name, check in checks.items()
+    }
+
+
 def build_report(
     recipe: str,
     result: dict,
@@ -235,20 +320,24 @@ def build_report(
     provenance: dict,
     source: str,
     checkpoints: dict | None = None,
+    checks: dict | None = None,
 ) -> Report:
     img = {name: Image(name, png) for name, png in images.items()}
     stability = generation.get("stability")
+    checks = checks or {}
     sections = [
         Section(
             "",
             [
                 Text(headline(result, source), bold=True),
+                *[Text(check_headline(check), bold=True) for check in checks.values()],
                 Text(
                     f"Scored with {result['description']}. Differences are fine-tuned minus base on the same items (paired bootstrap)."
                 ),
             ],
         ),
         Section("Scores", [score_table(result), img["scores"]]),
+        *[section for name, check in checks.items() for section in check_sections(name, check, rows)],
         Section(
             "Lengths",
             [
@@ -335,8 +424,10 @@ def write_report(
     result: dict,
     generation: dict,
     source: str,
+    checks: dict | None = None,
 ) -> tuple[list[Path], dict]:
-    """Write metrics.json, the plots and the two renderings; return them and the metrics."""
+    """Write metrics.json, the plots and the two renderings; return them and the metrics.
+    ``checks``: the source checks' results (:func:`eval.metrics.check_sources`), if any."""
     lengths = length_stats(rows)
     provenance = provenance_of(run_dir, run, config, source)
     metrics = {
@@ -348,6 +439,7 @@ def write_report(
         "generation": generation,
         "provenance": provenance,
         "scoring": result["description"],
+        "source_checks": checks_json(checks or {}, rows),
     }
     written = [atomic.write_json(out_dir / "metrics.json", metrics)]
     images = plots(result, rows, loss_history(run_dir))
@@ -355,7 +447,7 @@ def write_report(
     if checkpoints:
         images["checkpoints"] = checkpoint_plot(checkpoints)
     report = build_report(
-        run["recipe"], result, rows, lengths, images, generation, provenance, source, checkpoints
+        run["recipe"], result, rows, lengths, images, generation, provenance, source, checkpoints, checks
     )
     written += [atomic.write_bytes(out_dir / f"{image.name}.png", image.png) for image in report.images()]
     written.append(atomic.write_text(out_dir / "report.md", to_markdown(report)))

@@ -4,6 +4,11 @@ A metric scores one prediction against each of its references; this module turns
 the two ways of combining several references (``mean`` and ``best``), corpus means with
 bootstrap intervals, and the paired fine-tuned-minus-base difference. A new metric is one
 module here plus one line in :data:`METRICS`.
+
+A source check reads a prediction against its *source* (the dialogue), not a reference, and
+marks the spans the source does not support (``evaluation.source_checks: [faithfulness]``).
+Its figure is the share of predictions with at least one span, with the same intervals and
+paired difference. A new check is one module here plus one line in :data:`SOURCE_CHECKS`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tqdm import tqdm
 
 # name -> "module:class", imported on use (a metric's package lives in the evaluation env)
 METRICS = {"rouge": "eval.metrics.rouge:Rouge"}
+SOURCE_CHECKS = {"faithfulness": "eval.metrics.faithfulness:Faithfulness"}
 AGGREGATES = ("mean", "best")  # over a prediction's references
 N_RESAMPLES = 2000
 
@@ -29,14 +35,37 @@ class Metric(Protocol):
     def score(self, prediction: str, reference: str) -> dict[str, float]: ...
 
 
-def get_metrics(names: Sequence[str]) -> list[Metric]:
+class SourceSpan(Protocol):
+    start: int
+    end: int
+    kind: str  # what sort of thing it is, e.g. name, number
+    text: str
+
+
+class SourceCheck(Protocol):
+    label: ClassVar[str]  # what it finds, for people
+    description: ClassVar[str]  # how, for the report
+    kinds: ClassVar[tuple[str, ...]]  # the kinds of span it marks
+
+    def spans(self, prediction: str, source: str) -> list[SourceSpan]: ...
+
+
+def _load(registry: dict[str, str], names: Sequence[str], what: str) -> list:
     out = []
     for name in names:
-        if name not in METRICS:
-            raise ValueError(f"unknown metric '{name}': choose from {', '.join(METRICS)}")
-        module, _, cls = METRICS[name].partition(":")
+        if name not in registry:
+            raise ValueError(f"unknown {what} '{name}': choose from {', '.join(registry)}")
+        module, _, cls = registry[name].partition(":")
         out.append(getattr(importlib.import_module(module), cls)())
     return out
+
+
+def get_metrics(names: Sequence[str]) -> list[Metric]:
+    return _load(METRICS, names, "metric")
+
+
+def get_source_checks(names: Sequence[str]) -> dict[str, SourceCheck]:
+    return dict(zip(names, _load(SOURCE_CHECKS, names, "source check"), strict=True))
 
 
 def score_one(
@@ -81,6 +110,11 @@ def bootstrap_ci(
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def mean_with_ci(values: np.ndarray, n_resamples: int = N_RESAMPLES) -> dict[str, float]:
+    low, high = bootstrap_ci(values, n_resamples)
+    return {"mean": float(values.mean()), "low": low, "high": high}
+
+
 def paired_bootstrap(
     finetuned: Sequence[float], base: Sequence[float], n_resamples: int = N_RESAMPLES, seed: int = 0
 ) -> dict[str, float]:
@@ -112,9 +146,7 @@ def summarize(
         for key in keys:
             row = {}
             for name in systems:
-                values = scores[name][agg][key]
-                low, high = bootstrap_ci(values, n_resamples)
-                row[name] = {"mean": float(values.mean()), "low": low, "high": high}
+                row[name] = mean_with_ci(scores[name][agg][key], n_resamples)
             if {"base", "finetuned"} <= set(systems):
                 row["difference"] = paired_bootstrap(
                     scores["finetuned"][agg][key], scores["base"][agg][key], n_resamples
@@ -129,3 +161,35 @@ def summarize(
         "scores": table,
         "per_sample": scores,
     }
+
+
+def check_sources(
+    checks: dict[str, SourceCheck],
+    systems: dict[str, Sequence[str]],
+    sources: Sequence[str],
+    n_resamples: int = N_RESAMPLES,
+) -> dict:
+    """For each check: per system the share of predictions with at least one unsupported
+    span (95% bootstrap CI) and the spans of each item; the paired difference of
+    ``finetuned`` vs ``base`` where both are present (lower is better here, so no p-value)."""
+    out = {}
+    for name, check in checks.items():
+        spans = {
+            s: [check.spans(p, src) for p, src in zip(preds, sources, strict=True)]
+            for s, preds in systems.items()
+        }
+        flagged = {
+            s: np.array([bool(items) for items in per_item], dtype=float) for s, per_item in spans.items()
+        }
+        result = {
+            "label": check.label,
+            "description": check.description,
+            "kinds": list(check.kinds),
+            "share": {s: mean_with_ci(values, n_resamples) for s, values in flagged.items()},
+        }
+        if {"base", "finetuned"} <= set(systems):
+            diff = paired_bootstrap(flagged["finetuned"], flagged["base"], n_resamples)
+            result["difference"] = {k: diff[k] for k in ("diff", "low", "high")}
+        result["spans"] = spans
+        out[name] = result
+    return out

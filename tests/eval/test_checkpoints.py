@@ -75,7 +75,9 @@ def test_every_checkpoint_is_scored_on_validation_and_best_is_evaluated_on_test(
     assert metrics["provenance"]["dataset"].startswith("dialogsum test")
     card = (checkpoint_run / "adapter" / scores["best"]["name"] / "README.md").read_text()
     assert f"saved {scores['best']['name']}, chosen by validation ROUGE" in card
-    assert "Checkpoints (validation ROUGE)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Checkpoints (validation ROUGE)" in report
+    assert "## Faithfulness" in report and "faithfulness" in metrics["source_checks"]  # on by default
 
 
 def mark_base(out_dir, text):

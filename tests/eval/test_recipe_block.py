@@ -20,6 +20,12 @@ def test_every_recipe_has_a_usable_evaluation_block(name):
         ("evaluation.adapter_mode=merge", "evaluation.adapter_mode", "(did you mean 'merged'?)"),
         ("evaluation.metrics=[rouge,bleu]", "evaluation.metrics", "'bleu' is not one of rouge"),
         ("evaluation.metrics=rouge", "evaluation", "evaluation.metrics must be a list"),
+        (
+            "evaluation.source_checks=[facts]",
+            "evaluation.source_checks",
+            "'facts' is not one of faithfulness",
+        ),
+        ("evaluation.source_checks=faithfulness", "evaluation", "evaluation.source_checks must be a list"),
         ("evaluation.batch_size=0", "evaluation.batch_size", "it must be a whole number >= 1"),
     ],
 )
