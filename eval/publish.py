@@ -3,6 +3,10 @@ the data: one line per item with its id and the generated texts, and nothing of 
 dataset's own text (dialogues and references keep their licence).
 
     python scripts/publish.py runs/smollm2-dialogsum-full/eval results/predictions/smollm2-dialogsum-full.jsonl
+
+and check such a file against the dialogues for facts they do not state (``faithfulness``):
+
+    python scripts/check_faithfulness.py results/predictions/smollm2-dialogsum-full.jsonl --data-dir ~/data
 """
 
 from __future__ import annotations
@@ -24,6 +28,47 @@ def public_rows(predictions: Path) -> list[dict]:
         row = json.loads(line)
         rows.append({"id": row["id"], **{s: row[s]["text"] for s in SYSTEMS}})
     return rows
+
+
+def check_published(published: Path, corpus: str, split: str, data_dir: str | None) -> dict:
+    """The source checks of every system in a published file, its items joined by id with the
+    dialogues of the user's own copy of the data."""
+    from datasets_fmt.sources import load_examples
+    from eval.metrics import check_sources, get_source_checks
+
+    rows = public_rows_of(published)
+    dialogues = {ex.id: ex.source for ex in load_examples(corpus, split, data_dir).examples}
+    missing = [r["id"] for r in rows if r["id"] not in dialogues]
+    if missing:
+        raise ValueError(f"{published}: {len(missing)} ids are not in {corpus} {split} (first: {missing[0]})")
+    systems = {s: [r[s] for r in rows] for s in SYSTEMS}
+    return check_sources(get_source_checks(["faithfulness"]), systems, [dialogues[r["id"]] for r in rows])
+
+
+def public_rows_of(published: Path) -> list[dict]:
+    return [json.loads(line) for line in published.read_text(encoding="utf-8").splitlines()]
+
+
+def faithfulness_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Facts a published file's summaries state that their dialogues do not."
+    )
+    parser.add_argument("published", type=Path, nargs="+", help="files written by scripts/publish.py")
+    parser.add_argument("--data-dir", help="your copy of the data (default: the HF hub)")
+    parser.add_argument("--corpus", default="dialogsum")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args(argv)
+    print("| file | base flagged | fine-tuned flagged | difference (points) |\n| --- | --- | --- | --- |")
+    for published in args.published:
+        result = check_published(published, args.corpus, args.split, args.data_dir)["faithfulness"]
+        share, diff = result["share"], result["difference"]
+        cells = [
+            f"{100 * share[s]['mean']:.1f}% [{100 * share[s]['low']:.1f}, {100 * share[s]['high']:.1f}]"
+            for s in SYSTEMS
+        ]
+        gap = f"{100 * diff['diff']:+.1f} [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}]"
+        print(f"| `{published.name}` | {cells[0]} | {cells[1]} | {gap} |")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

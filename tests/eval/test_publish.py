@@ -22,3 +22,19 @@ def test_published_rows_hold_no_dialogue_or_reference(tmp_path):
     assert json.loads(text) == {"id": "test_0", "base": "a base summary", "finetuned": "a fine-tuned summary"}
     assert "SECRET" not in text
     assert main([str(tmp_path / "missing"), str(out)]) == 2
+
+
+def test_a_published_file_is_checked_against_the_users_own_dialogues(tmp_path):
+    from datasets_fmt.sources import load_examples
+    from eval.publish import check_published
+    from tests.conftest import DEMO_DATA
+
+    ids = [ex.id for ex in load_examples("dialogsum", "test", str(DEMO_DATA)).examples[:4]]
+    rows = [
+        {"id": i, "base": "Zorblax paid 9,999 dollars.", "finetuned": "#Person1# talks to #Person2#."}
+        for i in ids
+    ]
+    published = tmp_path / "run.jsonl"
+    published.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    share = check_published(published, "dialogsum", "test", str(DEMO_DATA))["faithfulness"]["share"]
+    assert share["base"]["mean"] == 1.0 and share["finetuned"]["mean"] == 0.0
