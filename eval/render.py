@@ -1,7 +1,10 @@
 """A report as data (sections of blocks), rendered once to Markdown and once to HTML.
 
 The report is built in one place (:mod:`eval.report`); each renderer only decides how a
-block looks, so the Markdown and HTML reports can never say different things.
+block looks, so the Markdown and HTML reports can never say different things. The HTML is
+not the Markdown run through a Markdown renderer (markdown-it-py is installed): the HTML
+report is one self-contained file with its plots embedded and the faithfulness check's spans
+marked, which plain Markdown cannot carry.
 """
 
 from __future__ import annotations
