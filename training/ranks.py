@@ -1,10 +1,11 @@
 """Every rank of a run, seen from inside the trainer: the world size it really had, and each
 rank's host, device and peak GPU memory, gathered at the end of training into one file.
 
-Why: Axolotl logs rank 0's memory only, while ranks differ (rank 0 logs and saves, ZeRO-3
-and FSDP shard unevenly); and a launch that silently started fewer processes than asked
-(on CPU, accelerate once started one process for ``GPUS=2``) shows only here. Global rank 0
-writes ``ranks.json`` into the output folder; the runner reads it into ``run.yml``.
+Why: the trainer's saved log holds rank 0's memory only, while ranks differ (rank 0 logs and
+saves, ZeRO-3 and FSDP shard unevenly); and a launch that starts fewer processes than asked
+(``accelerate launch`` without ``--multi_gpu`` starts one on a machine without two GPUs)
+shows only from inside. Global rank 0 writes ``ranks.json`` into the output folder; the
+runner reads it into ``run.yml``.
 
 Loaded by Axolotl as a plugin (the runner adds ``training.ranks.RankReportPlugin`` to every
 config's ``plugins:``); the seq2seq trainer adds ``RankReport`` itself.
@@ -16,15 +17,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
 from datasets_fmt import atomic
 from training.run_summary import PEAK_GIB, RANKS_FILE
-
-try:  # only inside Axolotl's process does the plugin base matter
-    from axolotl.integrations.base import BasePlugin
-except ImportError:  # the seq2seq trainer's environment has no use for it
-    BasePlugin = object  # type: ignore[misc,assignment]
 
 
 class RankReport(TrainerCallback):
@@ -34,7 +31,7 @@ class RankReport(TrainerCallback):
         self.peak_gib = 0.0
 
     def _sample(self, logged: Any = None) -> None:
-        """Axolotl resets the peak counter each time it logs (and logs the peak it read):
+        """Axolotl resets rank 0's peak counter each time it logs (and logs the peak it read):
         take the counter before a log, and the logged figure."""
         import torch
 
@@ -70,7 +67,7 @@ class RankReport(TrainerCallback):
             )
 
 
-class RankReportPlugin(BasePlugin):  # type: ignore[misc,valid-type]
+class RankReportPlugin(BasePlugin):
     """Axolotl plugin (``plugins: [training.ranks.RankReportPlugin]``) adding ``RankReport``."""
 
     def add_callbacks_post_trainer(self, cfg: Any, trainer: Any) -> list:
