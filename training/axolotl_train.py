@@ -4,7 +4,8 @@
 Why: Axolotl 0.19 creates the LoRA weights before anything seeds torch (transformers seeds in
 ``Trainer.__init__``, after the model exists), so two runs of one recipe started from
 different random LoRA A matrices: the first loss matched, every later one drifted (up to
-0.6% after 6 steps on CPU). Seeded here, a run repeats exactly.
+0.6% after 6 steps on CPU). Seeded here, a run repeats exactly. Several processes on CPU also
+get their process group here, with the recipe's ``ddp_timeout`` (see ``start_cpu_process_group``).
 
     python -m training.axolotl_train config.yml     (what the runner launches; multi-GPU too)
 """
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import runpy
 import sys
-from pathlib import Path
 
-import yaml
+from training.launch import read_run_config, start_cpu_process_group
 
 
 def main() -> None:
     from transformers import set_seed
 
-    set_seed(yaml.safe_load(Path(sys.argv[1]).read_text())["seed"])  # recipes/_base.yml sets it
+    config = read_run_config(sys.argv[1])
+    set_seed(config["seed"])  # recipes/_base.yml sets it
+    start_cpu_process_group(config)  # on CPU, or the recipe's ddp_timeout would not apply
     runpy.run_module("axolotl.cli.train", run_name="__main__", alter_sys=True)
 
 

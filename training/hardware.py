@@ -22,9 +22,18 @@ CPU_OPTIMIZERS = {
 }
 
 
-def adapt_to_cpu(config: dict) -> list[str]:
-    """Make a GPU recipe runnable on CPU; return what changed, for the run's record."""
+# Axolotl places each rank's model of a multi-process run on device LOCAL_RANK, a GPU
+# index; with a memory budget for the CPU alone it places the model on the CPU
+CPU_PROCESSES_MAX_MEMORY = {"cpu": "1024GiB"}
+
+
+def adapt_to_cpu(config: dict, processes: int = 1) -> list[str]:
+    """Make a GPU recipe runnable on CPU (in ``processes`` processes); return what changed,
+    for the run's record."""
     changes = []
+    if processes > 1 and config.get("max_memory") is None:
+        config["max_memory"] = dict(CPU_PROCESSES_MAX_MEMORY)
+        changes.append(f"max_memory: None -> {CPU_PROCESSES_MAX_MEMORY!r} (each process's model on the CPU)")
     for key, value in CPU_SETTINGS.items():
         if config.get(key, value) != value or key not in config:
             changes.append(f"{key}: {config.get(key)!r} -> {value!r}")

@@ -1,5 +1,7 @@
 """What a finished run measured, read from the trainer's own log (the newest checkpoint's
-``trainer_state.json``): loss at the start and end, throughput, peak GPU memory.
+``trainer_state.json``): loss at the start and end, throughput; and from ``ranks.json``
+(written by ``training/ranks.py`` inside the trainer): the world size the trainer had and
+every rank's host, device and peak GPU memory.
 
 Why here: every run, on one GPU or several, reports the same few figures in ``run.yml``,
 so scaling and recipe tables come from ``make train``'s own path, not from a separate
@@ -16,8 +18,10 @@ from pathlib import Path
 TOKENS_PER_GPU = "tokens/train_per_sec_per_gpu"  # non-masked (trained-on) tokens, per GPU
 TOKENS_TOTAL = "tokens/total"  # every token position seen, padding included, all GPUs
 TOKENS_TRAINABLE = "tokens/trainable"
-PEAK_GIB = "memory/max_allocated (GiB)"  # rank 0's torch.cuda.max_memory_allocated
+PEAK_GIB = "memory/max_allocated (GiB)"  # the logging rank's torch.cuda.max_memory_allocated
 STEP_SECONDS = "seconds_per_step"  # logged by training/seq2seq.py, which has no token counter
+# written by training/ranks.py into the output folder: {"world_size": N, "ranks": [{rank, host, device, peak_gib}]}
+RANKS_FILE = "ranks.json"
 
 
 def newest_trainer_state(run_dir: Path) -> dict | None:
@@ -28,13 +32,20 @@ def newest_trainer_state(run_dir: Path) -> dict | None:
     return json.loads(states[-1].read_text()) if states else None
 
 
-def summarize_training(run_dir: Path, processes: int) -> dict | None:
-    """Loss, throughput and peak memory of a run; None when it saved no checkpoint.
+def read_ranks(run_dir: Path) -> dict | None:
+    path = run_dir / "adapter" / RANKS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
-    Throughput is the median over logging windows after the first (which holds start-up
-    and compilation). ``positions_per_second`` counts every token position of the batches
-    (packed rows are nearly full); ``trained_tokens_per_second`` only the tokens that carry
-    loss (the summaries).
+
+def summarize_training(run_dir: Path, processes: int) -> dict | None:
+    """Loss, throughput, ranks and peak memory of a run; None when it saved no checkpoint.
+
+    ``processes`` is the number the launch asked for, ``world_size`` the number the trainer
+    had (from ``ranks.json``; throughput counts it, or ``processes`` without the file). Throughput is the median over logging windows after the first (which holds start-up
+    and compilation), summed over the world size. ``positions_per_second`` counts every
+    token position of the batches (packed rows are nearly full); ``trained_tokens_per_second``
+    only the tokens that carry loss (the summaries). ``peak_gib_max`` is the largest of the
+    ranks' peaks, each rank's is in ``ranks`` (GPU runs only).
     """
     state = newest_trainer_state(run_dir)
     if state is None:
@@ -42,25 +53,30 @@ def summarize_training(run_dir: Path, processes: int) -> dict | None:
     train_logs = [h for h in state["log_history"] if "loss" in h]
     if not train_logs:
         return None
+    ranks = read_ranks(run_dir)
+    world_size = ranks["world_size"] if ranks else processes
     summary: dict = {
         "steps": state["global_step"],
         "processes": processes,
         "loss_first": train_logs[0]["loss"],
         "loss_last": train_logs[-1]["loss"],
     }
-    step_seconds = _step_seconds(train_logs, processes)
+    step_seconds = _step_seconds(train_logs, world_size)
     if step_seconds:
         summary["seconds_per_step"] = round(statistics.median(step_seconds), 3)
     rates = [h[TOKENS_PER_GPU] for h in train_logs[1:] if h.get(TOKENS_PER_GPU)]
     if rates:
         per_gpu = statistics.median(rates)
-        summary["trained_tokens_per_second"] = round(per_gpu * processes)
+        summary["trained_tokens_per_second"] = round(per_gpu * world_size)
         share = _trained_share(train_logs)
         if share:
-            summary["positions_per_second"] = round(per_gpu * processes / share)
-    peaks = [h[PEAK_GIB] for h in train_logs if h.get(PEAK_GIB)]  # Axolotl logs 0 on CPU
-    if peaks:
-        summary["peak_gib_rank0"] = max(peaks)
+            summary["positions_per_second"] = round(per_gpu * world_size / share)
+    if ranks:
+        summary["world_size"] = world_size
+        summary["ranks"] = ranks["ranks"]
+        peaks = [r["peak_gib"] for r in ranks["ranks"] if "peak_gib" in r]  # none on CPU
+        if peaks:
+            summary["peak_gib_max"] = max(peaks)
     return summary
 
 
@@ -94,6 +110,6 @@ def one_line(summary: dict) -> str:
         parts.append(f"{summary['positions_per_second']:,} token positions/s")
     if "trained_tokens_per_second" in summary:
         parts.append(f"{summary['trained_tokens_per_second']:,} trained tokens/s")
-    if "peak_gib_rank0" in summary:
-        parts.append(f"peak {summary['peak_gib_rank0']} GiB (GPU 0)")
+    if "peak_gib_max" in summary:
+        parts.append(f"peak {summary['peak_gib_max']} GiB (the largest of {summary['world_size']} GPUs)")
     return ", ".join(parts)

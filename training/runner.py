@@ -5,6 +5,12 @@ Everything a run used lands in its run directory (``runs/<recipe>/`` by default)
 hardware adjustments, what the data check found, how one file was cut into splits),
 ``data/`` (the validated, normalized records), ``adapter/`` (checkpoints and the final adapter). Running the same command again
 resumes from the last checkpoint; a finished run is refused unless ``overwrite``.
+
+On several machines the run directory is one that all of them share, and machine 0 alone
+writes in it: it checks the data and writes ``config.yml``/``data/`` before its launch, and
+the record after. Every other machine checks the recipe, writes nothing, and launches at
+once: its launcher waits in torchrun's rendezvous for machine 0's, so its trainer reads the
+config and data only after machine 0 has written them.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from datasets_fmt import atomic
 from datasets_fmt.records import DataError
 from training.checks import BlockCheck, check_against_model, check_values, validate
 from training.hardware import adapt_to_cpu, choose_checkpointing
-from training.launch import Launch, apply_strategy, build_command, pin_single_process
+from training.launch import Launch, apply_strategy, build_command, check_launch, trainer_environment
 from training.model_card import write_training_card
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, resolve
@@ -121,6 +127,14 @@ def attach_run_paths(resolved: Resolved, run_dir: Path) -> None:
     config["dataset_prepared_path"] = str(run_dir / "prepared")
 
 
+# the Axolotl plugin that writes every rank's world size, host and peak memory (training/ranks.py)
+RANK_REPORT = "training.ranks.RankReportPlugin"
+
+
+def attach_rank_report(config: dict) -> None:
+    config["plugins"] = [*(config.get("plugins") or []), RANK_REPORT]
+
+
 def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
     """The run directory; a finished run is never overwritten by accident."""
     run_dir = (request.run_dir or default_run_dir(resolved.name)).resolve()
@@ -131,8 +145,8 @@ def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
         raise RecipeError(
             f"{run_dir} already holds a finished run: pass --overwrite (make ... OVERWRITE=1) or another --run-dir"
         )
-    if request.overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
+    if request.overwrite and run_dir.exists() and request.launch.machine_rank == 0:
+        shutil.rmtree(run_dir)  # machine 0 alone: the other machines share this directory
     return run_dir
 
 
@@ -145,14 +159,31 @@ def smallest_gpu_gib(gpus: int, launch: Launch) -> float | None:
     return min((torch.cuda.get_device_properties(i).total_memory / 2**30 for i in used), default=None)
 
 
-def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tuple[Resolved, Path, dict]:
-    """Resolve and validate recipe and data (``block_checks``: the blocks other packages check,
-    by block name); write config.yml and run.yml. Loads no model."""
-    import torch
-
+def resolve_request(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> Resolved:
+    """The recipe with the request's overrides, its values checked (``block_checks``: the
+    blocks other packages check, by block name)."""
     overrides = [*request.overrides, *([f"data.location={request.data_dir}"] if request.data_dir else [])]
     resolved = resolve(request.recipe, overrides)
     check_values(resolved, block_checks)
+    return resolved
+
+
+def join(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tuple[Resolved, Path, dict]:
+    """Machine rank > 0: check the recipe so a bad one fails on every machine, and write
+    nothing; machine 0 checks the data and writes the run directory they share."""
+    import torch
+
+    resolved = resolve_request(request, block_checks)
+    run_dir = choose_run_dir(request, resolved)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return resolved, run_dir, {"environment": trainer_environment(request.launch, gpus, os.environ)}
+
+
+def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tuple[Resolved, Path, dict]:
+    """Resolve and validate recipe and data; write config.yml and run.yml. Loads no model."""
+    import torch
+
+    resolved = resolve_request(request, block_checks)
     run_dir = choose_run_dir(request, resolved)
     strategy = request.strategy or ("ddp" if request.launch.processes > 1 else None)
     resolved.config, strategy_changes = apply_strategy(resolved.config, strategy)
@@ -161,16 +192,18 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
     attach_run_paths(resolved, run_dir)
     cuda = torch.cuda.is_available()
     gpus = torch.cuda.device_count() if cuda else 0
-    pinned = pin_single_process(request.launch, gpus, os.environ)
-    if pinned:
+    environment = trainer_environment(request.launch, gpus, os.environ)
+    if "CUDA_VISIBLE_DEVICES" in environment:
         log.info(
             "%d GPUs and GPUS=1: training on GPU 0 (GPUS=%d uses them all; CUDA_VISIBLE_DEVICES picks others)",
             gpus,
             gpus,
         )
-    changes = [] if cuda else adapt_to_cpu(resolved.config)
+    changes = [] if cuda else adapt_to_cpu(resolved.config, request.launch.processes)
     for change in changes:
         log.info("no GPU: %s", change)
+    if resolved.project["trainer"] == "axolotl":
+        attach_rank_report(resolved.config)
     memory_mode = choose_checkpointing(
         resolved.config, resolved.project["memory"], smallest_gpu_gib(gpus, request.launch)
     )
@@ -189,9 +222,10 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
         "adapter": resolved.config.get("adapter"),
         **resolved.project,
         "hardware": "cuda" if cuda else "cpu",
+        "launch": launch_record(request.launch),
         "strategy": strategy,
         "strategy_adjustments": strategy_changes,
-        "environment": pinned,
+        "environment": environment,
         "cpu_adjustments": changes,
         "memory_mode": memory_mode,
         "data_check": data_report,
@@ -200,6 +234,14 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
     atomic.write_yaml(run_dir / "run.yml", run_info)
     log.info("recipe and data checks passed: %s", config_file)
     return resolved, run_dir, run_info
+
+
+def launch_record(launch: Launch) -> dict:
+    """How many processes the launch asked for, and on how many machines, for run.yml."""
+    record: dict = {"processes": launch.processes, "machines": launch.machines}
+    if launch.machines > 1:
+        record["main_process"] = f"{launch.main_process_ip}:{launch.main_process_port}"
+    return record
 
 
 def checkpoint_is_whole(path: Path) -> bool:
@@ -232,17 +274,27 @@ def remove_incomplete_checkpoints(output_dir: Path) -> None:
 
 def train(request: TrainRequest, block_checks: Mapping[str, BlockCheck] = MappingProxyType({})) -> int:
     """Check, then run the trainer in its own process; 0 when the adapter is written."""
+    launch = request.launch
     try:
-        resolved, run_dir, run_info = check(request, block_checks)
+        check_launch(launch)
+        if launch.machine_rank > 0:
+            resolved, run_dir, run_info = join(request, block_checks)
+        else:
+            resolved, run_dir, run_info = check(request, block_checks)
     except (RecipeError, DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
+    if request.check_only and launch.machine_rank > 0:
+        print(
+            f"ok: {resolved.source.name}: recipe checks passed (machine 0 checks the data and writes {run_dir})"
+        )
+        return 0
     if request.check_only:
         print(
             f"ok: {resolved.source.name} resolves to {run_dir / 'config.yml'}; recipe and data checks passed"
         )
         return 0
-    cmd = build_command(str(run_dir / "config.yml"), resolved.project["trainer"], request.launch)
+    cmd = build_command(str(run_dir / "config.yml"), resolved.project["trainer"], launch)
     env = {
         **os.environ,
         **run_info["environment"],
@@ -251,21 +303,43 @@ def train(request: TrainRequest, block_checks: Mapping[str, BlockCheck] = Mappin
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
     }
-    remove_incomplete_checkpoints(run_dir / "adapter")
+    if launch.machine_rank == 0:
+        remove_incomplete_checkpoints(run_dir / "adapter")
     log.info("running: %s", " ".join(cmd))
     started = time.time()
-    result = subprocess.run(cmd, env=env, cwd=run_dir)
+    # the other machines start from the repository: machine 0 may be clearing the run directory (--overwrite)
+    result = subprocess.run(cmd, env=env, cwd=run_dir if launch.machine_rank == 0 else REPO)
     if result.returncode != 0:
-        log.error(
-            "training failed (exit %d); run the same command again to resume from the last checkpoint",
-            result.returncode,
-        )
+        if launch.machines > 1:
+            log.error(
+                "training failed on machine %d of %d (exit %d); if another machine stopped first, its log says "
+                "why; run the same command on every machine again to resume from the last checkpoint",
+                launch.machine_rank,
+                launch.machines,
+                result.returncode,
+            )
+        else:
+            log.error(
+                "training failed (exit %d); run the same command again to resume from the last checkpoint",
+                result.returncode,
+            )
         return result.returncode
+    if launch.machine_rank > 0:
+        print(
+            f"machine {launch.machine_rank}: training finished; machine 0 writes the run's record in {run_dir}"
+        )
+        return 0
     run_info["train_seconds"] = round(time.time() - started, 1)
-    summary = summarize_training(run_dir, request.launch.processes)
+    summary = summarize_training(run_dir, launch.processes)
     if summary:
         run_info["training_summary"] = summary
         log.info("measured: %s", one_line(summary))
+        if summary.get("world_size", launch.processes) != launch.processes:
+            log.warning(
+                "the trainer ran %d process(es), not the %d asked for: see training_summary.ranks in run.yml",
+                summary["world_size"],
+                launch.processes,
+            )
     atomic.write_yaml(run_dir / "run.yml", run_info)
     write_training_card(run_dir / "adapter", run_info, yaml.safe_load((run_dir / "config.yml").read_text()))
     atomic.write_text(run_dir / FINISHED, f"finished in {run_info['train_seconds']} s\n")

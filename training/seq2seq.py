@@ -16,8 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 KEYS = {  # Axolotl key -> Seq2SeqTrainingArguments field
     "micro_batch_size": "per_device_train_batch_size",
     "eval_batch_size": "per_device_eval_batch_size",
@@ -38,6 +36,7 @@ KEYS = {  # Axolotl key -> Seq2SeqTrainingArguments field
     "gradient_checkpointing": "gradient_checkpointing",
     "load_best_model_at_end": "load_best_model_at_end",
     "metric_for_best_model": "metric_for_best_model",
+    "ddp_timeout": "ddp_timeout",
 }
 
 
@@ -56,13 +55,11 @@ def read_rows(path: Path, fmt, max_len: int) -> list[dict]:
 
 
 def timed(trainer_class):
-    """``trainer_class`` logging seconds per optimizer step and peak GPU memory under the
-    keys Axolotl uses, so ``training/run_summary.py`` reads both trainers alike."""
+    """``trainer_class`` logging seconds per optimizer step, which Axolotl's token counter
+    gives ``training/run_summary.py`` for the other trainer."""
     import time
 
-    import torch
-
-    from training.run_summary import PEAK_GIB, STEP_SECONDS
+    from training.run_summary import STEP_SECONDS
 
     class Timed(trainer_class):
         _since: float | None = None
@@ -74,8 +71,6 @@ def timed(trainer_class):
                 if self._since is not None and step > self._since_step:
                     logs[STEP_SECONDS] = round((now - self._since) / (step - self._since_step), 4)
                 self._since, self._since_step = now, step
-                if torch.cuda.is_available():
-                    logs[PEAK_GIB] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             super().log(logs, *args, **kwargs)
 
     return Timed
@@ -97,9 +92,12 @@ def main(config_file: str) -> int:
     from transformers.trainer_utils import get_last_checkpoint
 
     from datasets_fmt.prompts import get_format
+    from training.launch import read_run_config, start_cpu_process_group
+    from training.ranks import RankReport
 
-    cfg = yaml.safe_load(Path(config_file).read_text())
+    cfg = read_run_config(config_file)
     set_seed(cfg["seed"])  # before the LoRA weights are created: Trainer seeds only later
+    start_cpu_process_group(cfg)
     cuda = torch.cuda.is_available()
     bf16 = cuda and cfg.get("bf16") in (True, "auto") and torch.cuda.is_bf16_supported()
     tokenizer = AutoTokenizer.from_pretrained(cfg["base_model"])
@@ -154,6 +152,7 @@ def main(config_file: str) -> int:
         train_dataset=train,
         eval_dataset=eval_set,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        callbacks=[RankReport()],
     )
     last = get_last_checkpoint(cfg["output_dir"]) if Path(cfg["output_dir"]).exists() else None
     if last:

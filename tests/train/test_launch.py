@@ -1,5 +1,6 @@
-"""The command `make train` starts: one process, several GPUs, several machines; and every
-multi-GPU strategy file passes Axolotl's schema with the recipes it is written for."""
+"""The command `make train` starts: one process, several GPUs, several machines (and the
+launches refused before any check); and every multi-GPU strategy file passes Axolotl's
+schema with the recipes it is written for."""
 
 import subprocess
 import sys
@@ -11,7 +12,14 @@ import yaml
 from training import launch, runner
 from training.checks import validate
 from training.hardware import choose_checkpointing
-from training.launch import Launch, apply_strategy, build_command, pin_single_process, strategy_names
+from training.launch import (
+    Launch,
+    apply_strategy,
+    build_command,
+    check_launch,
+    strategy_names,
+    trainer_environment,
+)
 from training.paths import STRATEGIES
 from training.recipe import RecipeError, resolve
 from training.runner import attach_run_paths
@@ -27,8 +35,8 @@ def test_one_process_runs_the_trainer_module_directly():
 def test_several_gpus_go_through_accelerate_launch():
     cmd = build_command(CONFIG, "axolotl", Launch(gpus=4))
     assert cmd == [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4", "--num_machines", "1",
-        "--dynamo_backend", "no", "-m", "training.axolotl_train", CONFIG,
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
+        "--num_machines", "1", "--dynamo_backend", "no", "-m", "training.axolotl_train", CONFIG,
     ]  # fmt: skip
 
 
@@ -37,12 +45,26 @@ def test_two_machines_of_eight_gpus():
         CONFIG, "axolotl", Launch(gpus=8, machines=2, machine_rank=1, main_process_ip="10.0.0.1")
     )
     assert cmd == [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "16", "--num_machines", "2",
-        "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "--main_process_port", "29500",
-        "--dynamo_backend", "no", "-m", "training.axolotl_train", CONFIG,
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "16",
+        "--num_machines", "2", "--machine_rank", "1", "--main_process_ip", "10.0.0.1",
+        "--main_process_port", "29500", "--dynamo_backend", "no", "-m", "training.axolotl_train", CONFIG,
     ]  # fmt: skip
-    with pytest.raises(RecipeError, match="--main-process-ip"):
-        build_command(CONFIG, "axolotl", Launch(gpus=8, machines=2))
+
+
+@pytest.mark.parametrize(
+    ("launch", "error"),
+    [
+        (Launch(gpus=8, machines=2), "several machines need the first machine's address: --main-process-ip"),
+        (Launch(machines=2, machine_rank=2, main_process_ip="10.0.0.1"), "MACHINE_RANK=2 with MACHINES=2"),
+        (Launch(machine_rank=1), "MACHINE_RANK=1 with MACHINES=1: the machine rank is 0 to 0"),
+        (Launch(gpus=0), "GPUS=0 and MACHINES=1 must be whole numbers >= 1"),
+    ],
+)
+def test_a_launch_that_cannot_start_is_refused_before_the_checks(launch, error, caplog):
+    with pytest.raises(RecipeError, match=error):
+        check_launch(launch)
+    assert runner.train(runner.TrainRequest("smollm2-dialogsum", launch=launch)) == 2
+    assert error.split(":")[0] in caplog.text
 
 
 def test_an_unknown_strategy_names_the_known_ones():
@@ -96,10 +118,17 @@ def test_strategy_files_pass_the_schema_with_their_recipes(strategy, recipe, mon
 
 
 def test_one_process_on_a_machine_of_several_gpus_trains_on_gpu_0():
-    assert pin_single_process(Launch(gpus=1), gpu_count=2, env={}) == {"CUDA_VISIBLE_DEVICES": "0"}
-    assert pin_single_process(Launch(gpus=1), gpu_count=1, env={}) == {}
-    assert pin_single_process(Launch(gpus=2), gpu_count=2, env={}) == {}
-    assert pin_single_process(Launch(gpus=1), gpu_count=4, env={"CUDA_VISIBLE_DEVICES": "2,3"}) == {}
+    assert trainer_environment(Launch(gpus=1), gpu_count=2, env={}) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert trainer_environment(Launch(gpus=1), gpu_count=1, env={}) == {}
+    assert trainer_environment(Launch(gpus=2), gpu_count=2, env={}) == {}
+    assert trainer_environment(Launch(gpus=1), gpu_count=4, env={"CUDA_VISIBLE_DEVICES": "2,3"}) == {}
+
+
+def test_several_processes_without_a_gpu_train_together_on_the_cpu():
+    on_cpu = {"ACCELERATE_USE_CPU": "true", "ACCELERATE_TORCH_DEVICE": "cpu"}
+    assert trainer_environment(Launch(gpus=2), gpu_count=0, env={}) == on_cpu
+    assert trainer_environment(Launch(machines=2, main_process_ip="h"), gpu_count=0, env={}) == on_cpu
+    assert trainer_environment(Launch(gpus=1), gpu_count=0, env={}) == {}
 
 
 def test_the_trainer_process_gets_the_pinned_device(monkeypatch, tmp_path):

@@ -85,6 +85,9 @@ def test_recipe_trains_two_steps_on_a_tiny_model(recipe, request, tmp_path, doll
     assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
     summary = yaml.safe_load((run_dir / "run.yml").read_text())["training_summary"]
     assert summary["steps"] == 2 and summary["loss_last"] == losses[-1] and summary["seconds_per_step"] > 0
+    assert summary["world_size"] == 1 and [r["device"] for r in summary["ranks"]] == [
+        "cpu"
+    ]  # training/ranks.py
     if config.get("adapter") == "qlora":
         assert (
             config["load_in_4bit"] is True
