@@ -8,9 +8,10 @@
 #   make merge RECIPE=...           merged model in runs/<recipe>/merged/
 #   make check RECIPE=...           validate recipe and data, load no model
 #   make compare RUNS="runs/a runs/b"   one table of several evaluated runs
-#   make serve RECIPE=... [PORT=8000]   base + adapter behind vLLM's OpenAI-compatible server
-#   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
+#   make serve RECIPE=... [PORT=8000] [HOST=0.0.0.0 with VLLM_API_KEY set]   base + adapter behind vLLM's OpenAI-compatible server
+#   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model (resumable)
 #   make bench-eval / bench-tokenize / bench-train (GPU) DATA_DIR=...   the benchmarks (benchmarks/)
+#   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128]   the served model under load
 
 SHELL := /bin/bash
 RECIPE ?= smollm2-dialogsum
@@ -24,7 +25,7 @@ NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
-.PHONY: demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+.PHONY: demo test train eval eval-checkpoints sweep serve summarize publish merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bench-serve bundle bundle-install
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/train.py smollm2-dialogsum --data-dir data/demo --run-dir runs/demo --overwrite
@@ -66,7 +67,8 @@ sweep: env-train env-eval model
 	  $(if $(PARALLEL),--parallel $(PARALLEL))
 
 serve: env-eval
-	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST))
+	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST)) \
+	  $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic)
 
 summarize: env-eval
 	$(EVAL_PY) scripts/summarize.py $(RECIPE) $(or $(FILE),$(error set FILE to a JSON-lines file of records with a dialogue field)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --url http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000) $(if $(OUT),--out $(OUT))
@@ -91,6 +93,12 @@ bench-tokenize: env-train model
 
 bench-eval: env-eval model
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.eval_throughput --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
+
+# vLLM's own `vllm bench serve` against `make serve`'s server (started for the run, or URL=),
+# base and finetuned at each CONCURRENCY level; one table in <run dir>/serve-bench.md (or OUT=)
+bench-serve: env-eval model
+	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.serve_load $(RECIPE) --data-dir $(NEED_DATA) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(LIMIT),--num-prompts $(LIMIT)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT))
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
 # llama3-dialogsum recipe in both memory modes, same data, one run. The
