@@ -5,8 +5,9 @@ server `make serve` starts, for `base` and `finetuned`, at several concurrency l
         [--num-prompts N] [--output-len 256] [--url http://127.0.0.1:8000] [--out FILE]   (make bench-serve)
 
 Prompts: DialogSum test dialogues through the run's prompt format (datasets_fmt.prompts), the
-token ids `make summarize` sends, written out as text for vLLM's `custom` dataset and sent as
-they are (no chat template on top, no second BOS). Greedy, the format's stop tokens, at most
+token ids `make summarize` sends, written out as text for vLLM's `custom` dataset (which takes
+text only) and sent as they are (no chat template on top, no second BOS); the server's
+tokens for that text can differ from the ids by a token where the format joins its pieces. Greedy, the format's stop tokens, at most
 --output-len new tokens (a model that stops early writes fewer). Each level sends
 --num-prompts requests (default: 4 per concurrent slot, at least 32) with at most that many in
 flight. Without --url it starts the run's server on a free localhost port and stops it after;
@@ -40,6 +41,9 @@ from training.paths import default_run_dir
 GPU_CONCURRENCY = (1, 8, 32, 128)
 CPU_CONCURRENCY = (1, 4, 16)
 MIN_PROMPTS = 32
+# The server tokenizes the prompt text whole, the format tokenizes its pieces apart (instruction,
+# dialogue): the counts can differ by a token at each joint. Prompts are cut this much shorter.
+RETOKENIZE_SLACK = 8
 COLUMNS = {  # table header -> (vLLM's result key, format)
     "requests/s": ("request_throughput", "{:.2f}"),
     "output tokens/s": ("output_throughput", "{:.1f}"),
@@ -54,18 +58,21 @@ COLUMNS = {  # table header -> (vLLM's result key, format)
 
 def write_prompts(
     run: dict, data_dir: str, context: int, output_len: int, path: Path
-) -> tuple[int, list[int]]:
+) -> tuple[str, int, list[int]]:
     """The DialogSum test prompts as vLLM's custom dataset (JSON lines of ``prompt``): each the
-    text of the ids `make summarize` would send, cut as it cuts them. Returns how many, and
-    the format's stop ids."""
+    text of the ids `make summarize` sends, cut as it cuts them (:data:`RETOKENIZE_SLACK`
+    shorter). Returns where they came from, how many there are, and the format's stop ids."""
     fmt, stop = prompt_format(run)
-    examples = load_examples("dialogsum", "test", data_dir).examples
+    loaded = load_examples("dialogsum", "test", data_dir)
     texts = [
-        fmt.tokenizer.decode(fmt.encode_prompt(ex, context - output_len).input_ids, skip_special_tokens=False)
-        for ex in examples
+        fmt.tokenizer.decode(
+            fmt.encode_prompt(ex, context - output_len - RETOKENIZE_SLACK).input_ids,
+            skip_special_tokens=False,
+        )
+        for ex in loaded.examples
     ]
     atomic.write_jsonl(path, ({"prompt": text} for text in texts))
-    return len(texts), stop
+    return loaded.source, len(texts), stop
 
 
 def bench_level(url: str, model: str, run: dict, dataset: Path, prompts: int, concurrency: int,
@@ -150,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OPENAI_API_KEY"] = key
 
     dataset = out.with_suffix(".prompts.jsonl")
-    available, stop = write_prompts(run, args.data_dir, context_length(run_dir), args.output_len, dataset)
+    source, available, stop = write_prompts(
+        run, args.data_dir, context_length(run_dir), args.output_len, dataset
+    )
     rows = []
     with server_at(args.url, run_dir, out.with_suffix(".server.log")) as url:
         for model in args.models.split(","):
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     header = (
         f"`vllm bench serve` on {run_dir.name} ({run['base_model']}), {date.today()}, {hardware()}; "
-        f"DialogSum test prompts, greedy, at most {args.output_len} new tokens.\n"
+        f"prompts from {source}, greedy, at most {args.output_len} new tokens.\n"
         f"Command: `{shlex.join([Path(sys.executable).name, '-m', 'benchmarks.serve_load', *(argv or sys.argv[1:])])}`\n\n"
     )
     atomic.write_text(out, header + table(rows))

@@ -226,3 +226,26 @@ def test_a_summarize_run_stopped_halfway_resumes_without_asking_twice(
     monkeypatch.setattr(client, "request", server)
     run(out, max_new_tokens=100)
     assert len(server.prompts_sent) == 5
+
+
+def test_bench_serve_sends_the_prompts_summarize_sends(tiny_run, tmp_path):
+    import yaml
+
+    from benchmarks.serve_load import RETOKENIZE_SLACK, write_prompts
+    from datasets_fmt.sources import load_examples
+
+    run = yaml.safe_load((tiny_run / "run.yml").read_text())
+    source, count, stop = write_prompts(run, str(DEMO_DATA), 400, 256, tmp_path / "prompts.jsonl")
+    fmt, summarize_stop = client.prompt_format(run)
+    texts = [json.loads(line)["prompt"] for line in (tmp_path / "prompts.jsonl").read_text().splitlines()]
+    examples = load_examples("dialogsum", "test", DEMO_DATA).examples
+    assert count == len(texts) == len(examples) > 0 and stop == summarize_stop and "test.jsonl" in source
+    budget = 400 - 256 - RETOKENIZE_SLACK
+    ids = client.encode_prompts(fmt, examples, tmp_path, 400, 256 + RETOKENIZE_SLACK, truncate=True)
+    assert any(len(p) == budget for p in ids)  # some were cut to fit, as summarize cuts them
+    tokenize = fmt.tokenizer
+    assert [tokenize.decode(p, skip_special_tokens=False) for p in ids] == texts
+    served = [
+        tokenize(text, add_special_tokens=False).input_ids for text in texts
+    ]  # as the server reads them
+    assert all(abs(len(s) - len(p)) <= 2 and len(s) <= 400 - 256 for s, p in zip(served, ids, strict=True))
