@@ -6,9 +6,10 @@ server `make serve` starts, for `base` and `finetuned`, at several concurrency l
 
 Prompts: DialogSum test dialogues through the run's prompt format (datasets_fmt.prompts), the
 token ids `make summarize` sends, written out as text for vLLM's `custom` dataset (which takes
-text only) and sent as they are (no chat template on top, no second BOS); the server's
-tokens for that text can differ from the ids by a token where the format joins its pieces. Greedy, the format's stop tokens, at most
---output-len new tokens (a model that stops early writes fewer). Each level sends
+text only) and sent as they are (no chat template on top, no second BOS); the server's tokens
+for that text can differ from the ids by a token where the format joins its pieces. Greedy,
+the format's stop tokens, at most --output-len new tokens (a model that stops early writes
+fewer). Each level sends
 --num-prompts requests (default: 4 per concurrent slot, at least 32) with at most that many in
 flight. Without --url it starts the run's server on a free localhost port and stops it after;
 the API key, if any, comes from VLLM_API_KEY. Writes one Markdown table (and the figures as
@@ -35,8 +36,9 @@ from eval.api_key import api_key
 from eval.backends import has_cuda
 from eval.hardware import hardware
 from eval.serve import BASE_NAME, context_length, free_port, running_server
-from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, prompt_format, wait_for_server
+from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, prompt_format, wait_for_server
 from training.paths import default_run_dir
+from training.run_record import trained_every_weight
 
 GPU_CONCURRENCY = (1, 8, 32, 128)
 CPU_CONCURRENCY = (1, 4, 16)
@@ -94,7 +96,10 @@ def bench_level(url: str, model: str, run: dict, dataset: Path, prompts: int, co
             "--save-detailed",  # keeps the per-request errors in the result (no file is saved)
         ]
     )  # fmt: skip
-    result = main(args)
+    try:
+        result = main(args)
+    except ValueError as err:  # vLLM's own check: its first request failed
+        raise ValueError(f"{model} at concurrency {concurrency}: {err}") from None
     result["mean_output_tokens"] = result["total_output_tokens"] / max(1, result["completed"])
     return {
         "model": model,
@@ -141,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         "--num-prompts", type=int, help=f"per level (default: 4 x concurrency, at least {MIN_PROMPTS})"
     )
     parser.add_argument("--output-len", type=int, default=MAX_NEW_TOKENS, help="max new tokens per request")
-    parser.add_argument("--models", default=f"{BASE_NAME},{ADAPTER_NAME}")
+    parser.add_argument(
+        "--models", help=f"default: {BASE_NAME},{ADAPTER_NAME} ({ADAPTER_NAME} for a full fine-tune)"
+    )
     parser.add_argument("--url", help="a running `make serve` server (default: start one)")
     parser.add_argument("--out", type=Path, help="default: <run dir>/serve-bench.md")
     args = parser.parse_args(argv)
     run_dir = (args.run_dir or default_run_dir(args.recipe)).resolve()
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     out = args.out or run_dir / "serve-bench.md"
+    models = args.models.split(",") if args.models else [ADAPTER_NAME]
+    if not args.models and not trained_every_weight(run):
+        models.insert(0, BASE_NAME)
     levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency else (
         GPU_CONCURRENCY if has_cuda() else CPU_CONCURRENCY
     )  # fmt: skip
@@ -160,14 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     source, available, stop = write_prompts(
         run, args.data_dir, context_length(run_dir), args.output_len, dataset
     )
-    rows = []
-    with server_at(args.url, run_dir, out.with_suffix(".server.log")) as url:
-        for model in args.models.split(","):
-            for concurrency in levels:
-                prompts = min(available, args.num_prompts or max(MIN_PROMPTS, 4 * concurrency))
-                rows.append(
-                    bench_level(url, model, run, dataset, prompts, concurrency, args.output_len, stop)
-                )
+    try:
+        with server_at(args.url, run_dir, out.with_suffix(".server.log")) as url:
+            rows = [
+                bench_level(url, model, run, dataset, min(available, args.num_prompts or max(MIN_PROMPTS, 4 * c)),
+                            c, args.output_len, stop)
+                for model in models
+                for c in levels
+            ]  # fmt: skip
+    except (ServerError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     header = (
         f"`vllm bench serve` on {run_dir.name} ({run['base_model']}), {date.today()}, {hardware()}; "
         f"prompts from {source}, greedy, at most {args.output_len} new tokens.\n"

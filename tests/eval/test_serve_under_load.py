@@ -168,7 +168,9 @@ def test_many_requests_at_once_all_get_answers(server):
     assert call(url, "/v1/completions", COMPLETION)[0] == 200
 
 
-def test_bench_serve_writes_one_table_with_no_errors(server, tiny_run_of_module, tmp_path):
+def test_bench_serve_writes_one_table_with_no_errors(
+    server, tiny_run_of_module, tmp_path, monkeypatch, capsys
+):
     url, _, _ = server
     out = tmp_path / "bench.md"
     argv = ["tiny", "--run-dir", str(tiny_run_of_module), "--data-dir", str(DEMO_DATA), "--url", url,
@@ -186,3 +188,6 @@ def test_bench_serve_writes_one_table_with_no_errors(server, tiny_run_of_module,
     assert "| model | concurrency | prompts | requests/s | output tokens/s |" in table
     assert "TTFT p50 ms | TTFT p99 ms | end-to-end p50 ms | end-to-end p99 ms | errors |" in table
     assert len(re.findall(r"^\| (base|finetuned) \| [14] \| 4 \| .* \| 0 \|$", table, re.M)) == 4
+    monkeypatch.setenv(API_KEY_ENV, "wrong-key")
+    assert serve_load.main(argv) == 2
+    assert "error: the server at " + url + " refused the API key (401)" in capsys.readouterr().err
