@@ -10,8 +10,9 @@
 #@   make sweep RECIPE=... SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"   a grid, chosen by ROUGE
 #@   make merge RECIPE=...             merged model in runs/<recipe>/merged/
 #@   make compare RUNS="runs/a runs/b" one table of several evaluated runs [TEXTS=1]
-#@   make serve RECIPE=... [PORT=8000] base + fine-tuned behind vLLM's OpenAI-compatible server
-#@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model
+#@   make serve RECIPE=... [PORT=8000] [HOST=0.0.0.0 with VLLM_API_KEY set]   base + fine-tuned behind vLLM's OpenAI-compatible server
+#@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model (resumable)
+#@   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128] [PROMPTS=N] [URL=]   the served model under load
 #@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
 #@   make publish-hub RECIPE=... REPO_ID=owner/name [MERGED=1] [PUBLIC=1]   adapter, card and scores to the Hub (HF_TOKEN)
 #@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
@@ -28,7 +29,7 @@
 #@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs;  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
 #@   LIMIT=N            a fixed seeded sample of N items of the split (same items for every command)
 #@   SPLIT= BACKEND=vllm|hf ADAPTER_MODE= BEAMS=N DETERMINISTIC=1 EVAL_DIR= CHECKPOINT=   evaluation
-#@   ENGINES= SWEEP= SWEEP_DIR= PARALLEL=N   checkpoints and sweeps;  PORT= HOST= FILE= OUT=   serving
+#@   ENGINES= SWEEP= SWEEP_DIR= PARALLEL=N   checkpoints and sweeps;  PORT= HOST= FILE= OUT= CONCURRENCY= URL=   serving (key: VLLM_API_KEY)
 
 SHELL := /bin/bash
 RECIPE ?= smollm2-dialogsum
@@ -44,7 +45,7 @@ NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDE
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
-.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bundle bundle-install
+.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bench-serve bundle bundle-install
 
 help:
 	@sed -n 's/^#@ \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -92,7 +93,8 @@ sweep: env-train env-eval model
 
 serve: env-eval
 	$(NO_OVERRIDES)
-	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST))
+	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST)) \
+	  $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic)
 
 summarize: env-eval
 	$(NO_OVERRIDES)
@@ -129,6 +131,13 @@ bench-tokenize: env-train model
 bench-eval: env-eval model
 	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.eval_throughput --data-dir $(NEED_DATA) $(if $(LIMIT),--limit $(LIMIT))
+
+# vLLM's own `vllm bench serve` against `make serve`'s server (started for the run, or URL=),
+# base and finetuned at each CONCURRENCY level; one table in <run dir>/serve-bench.md (or OUT=)
+bench-serve: env-eval model
+	$(NO_OVERRIDES)
+	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.serve_load $(RECIPE) --data-dir $(NEED_DATA) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT))
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
 # llama3-dialogsum recipe in both memory modes and with the NF4 round trip, same data, one run;

