@@ -59,17 +59,25 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
                 ) from None
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    str(path), f"line {lineno}", None, f"malformed JSON: {err.msg} at character {err.pos + 1}"
-                ) from None
+            obj = parse_json(line, path, f"line {lineno}")
             if not isinstance(obj, dict):
                 raise DataError(
                     str(path), f"line {lineno}", None, f"expected a JSON object, got {type(obj).__name__}"
                 )
             yield f"line {lineno}", obj
+
+
+def parse_json(text: str, path: Path, where: str | None) -> object:
+    """json.loads, a syntax error named by file and line (``where``, else the parser's line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(
+            str(path),
+            where or f"line {err.lineno}",
+            None,
+            f"malformed JSON: {err.msg} at character {err.pos + 1}",
+        ) from None
 
 
 def _read_json_array(path: Path) -> Iterator[Row]:
@@ -79,12 +87,7 @@ def _read_json_array(path: Path) -> Iterator[Row]:
         raise DataError(
             str(path), None, None, f"invalid UTF-8 at byte {err.start}; re-encode the file as UTF-8"
         ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(
-            str(path), f"line {err.lineno}", None, f"malformed JSON: {err.msg} at character {err.pos + 1}"
-        ) from None
+    data = parse_json(text, path, None)
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):

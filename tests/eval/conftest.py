@@ -2,14 +2,25 @@
 
 import json
 import shutil
+import subprocess
 
 import pytest
 import yaml
 
-from tests.conftest import DEMO_DATA
+from tests.conftest import DEMO_DATA, REPO
 from training.recipe import project_defaults
 
 DATA_DEFAULTS, EVAL_DEFAULTS = project_defaults()["data"], project_defaults()["evaluation"]
+TRAIN_PY = REPO / ".venv" / "train" / "bin" / "python"
+
+
+def train_in_training_env(recipe: str, run_dir, *args: str) -> None:
+    """A real run, as `make train RECIPE=<recipe>` makes it: scripts/train.py in .venv/train."""
+    if not TRAIN_PY.exists():
+        pytest.skip("the training environment .venv/train is missing: run `make env-train`")
+    cmd = [str(TRAIN_PY), str(REPO / "scripts" / "train.py"), recipe, *args, "--run-dir", str(run_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import yaml
 from eval.pipeline import main as evaluate_main
 from eval.predictions import PartialPredictions
 from tests.conftest import DEMO_DATA, REPO
+from tests.eval.conftest import train_in_training_env
 
-TRAIN_PY = REPO / ".venv" / "train" / "bin" / "python"
 EVAL_CMD = [sys.executable, str(REPO / "scripts" / "evaluate.py")]
 
 
@@ -32,15 +32,11 @@ def predictions(run_dir, out="eval"):
 def qlora_run(tmp_path_factory, tiny_llama):
     """smollm2-dialogsum-qlora on the tiny Llama, 2 steps, trained by scripts/train.py in the
     training environment: a real QLoRA adapter as `make train` writes it."""
-    if not TRAIN_PY.exists():
-        pytest.skip("the training environment .venv/train is missing: run `make env-train`")
     run_dir = tmp_path_factory.mktemp("qlora") / "run"
-    cmd = [
-        str(TRAIN_PY), str(REPO / "scripts" / "train.py"), "smollm2-dialogsum-qlora", f"base_model={tiny_llama}",
-        "max_steps=2", "save_steps=1", "evaluation.limit=4", "evaluation.max_new_tokens=10",
-        "--data-dir", str(DEMO_DATA), "--run-dir", str(run_dir),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
+    train_in_training_env(
+        "smollm2-dialogsum-qlora", run_dir, f"base_model={tiny_llama}", "max_steps=2", "save_steps=1",
+        "evaluation.limit=4", "evaluation.max_new_tokens=10", "--data-dir", str(DEMO_DATA),
+    )  # fmt: skip
     assert yaml.safe_load((run_dir / "run.yml").read_text())["adapter"] == "qlora"
     return run_dir
 

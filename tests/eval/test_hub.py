@@ -63,7 +63,9 @@ def test_the_adapter_card_and_scores_go_up_in_one_commit(tmp_path, monkeypatch, 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     stand_in = StandInHub(tmp_path / "hub")
     url = hub.push(finished_run(tmp_path), "me/tiny-lora", api=stand_in)
-    assert url == "https://stand-in/me/tiny-lora/commit/1" and stand_in.repos == {"me/tiny-lora": {"private": True}}
+    assert url == "https://stand-in/me/tiny-lora/commit/1" and stand_in.repos == {
+        "me/tiny-lora": {"private": True}
+    }
     assert uploaded(tmp_path / "hub", "me/tiny-lora") == {
         "README.md",
         "adapter_config.json",

@@ -4,7 +4,6 @@ training, so it never scores the rows the model trained on unless asked (`SPLIT=
 
 import json
 import shutil
-import subprocess
 
 import pytest
 import yaml
@@ -13,9 +12,9 @@ from datasets_fmt.sources import load_data
 from datasets_fmt.spec import DataSpec
 from eval.pipeline import EvalRequest, Evaluation, evaluate, seeded_subset
 from eval.pipeline import main as evaluate_main
-from tests.conftest import DEMO_DATA, REPO
+from tests.conftest import DEMO_DATA
+from tests.eval.conftest import train_in_training_env
 
-TRAIN_PY = REPO / ".venv" / "train" / "bin" / "python"
 FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
@@ -27,16 +26,11 @@ def ids_in(path, key="id"):
 def csv_run(tmp_path_factory, tiny_llama):
     """The CSV example trained two steps on the tiny Llama by scripts/train.py in the training
     environment, as `make train RECIPE=smollm2-csv-example` runs it."""
-    if not TRAIN_PY.exists():
-        pytest.skip("the training environment .venv/train is missing: run `make env-train`")
     run_dir = tmp_path_factory.mktemp("csv-example") / "run"
-    cmd = [
-        str(TRAIN_PY), str(REPO / "scripts" / "train.py"), "smollm2-csv-example", f"base_model={tiny_llama}",
-        "max_steps=2", "save_steps=1", "eval_steps=1", "logging_steps=1",
-        "evaluation.limit=3", "evaluation.max_new_tokens=8", "evaluation.backend=hf", "--run-dir", str(run_dir),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_in_training_env(
+        "smollm2-csv-example", run_dir, f"base_model={tiny_llama}", "max_steps=2", "save_steps=1",
+        "eval_steps=1", "logging_steps=1", "evaluation.limit=3", "evaluation.max_new_tokens=8", "evaluation.backend=hf",
+    )  # fmt: skip
     return run_dir
 
 

@@ -10,8 +10,8 @@ from transformers import AutoTokenizer
 from datasets_fmt.prompts import FORMATS, get_format
 from datasets_fmt.sources import load_examples
 from tests.conftest import DEMO_DATA, REPO
+from tests.eval.conftest import TRAIN_PY
 
-TRAIN_PY = REPO / ".venv" / "train" / "bin" / "python"
 SNIPPET = """
 import json, sys
 from transformers import AutoTokenizer

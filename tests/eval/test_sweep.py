@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from eval.sweep import Sweep, SweepRequest
-from tests.conftest import DEMO_DATA, REPO
-
-TRAIN_PY = REPO / ".venv" / "train" / "bin" / "python"
+from tests.conftest import DEMO_DATA
+from tests.eval.conftest import TRAIN_PY
 
 
 @pytest.mark.slow

@@ -54,6 +54,16 @@ def start_machines(model: Path, run_dir: Path, logs: list[Path]) -> list[subproc
     ]
 
 
+def run_machines(model: Path, run_dir: Path, logs: list[Path]) -> None:
+    """Both machines to the end; each must succeed."""
+    procs = start_machines(model, run_dir, logs)
+    try:
+        for proc, log in zip(procs, logs, strict=True):
+            assert proc.wait(timeout=600) == 0, tail(log)
+    finally:
+        stop_all(procs)
+
+
 def stop_all(procs: list[subprocess.Popen]) -> None:
     """Kill what a failed test left running: each launch and everything it started."""
     for proc in procs:
@@ -98,12 +108,7 @@ def one_machine(tmp_path_factory, tiny_llama) -> Path:
 @pytest.mark.slow
 def test_two_machines_train_as_one_run_of_two_processes(tmp_path, tiny_llama, one_machine):
     run_dir, logs = tmp_path / "run", [tmp_path / "machine-0.log", tmp_path / "machine-1.log"]
-    procs = start_machines(tiny_llama, run_dir, logs)
-    try:
-        for proc, log in zip(procs, logs, strict=True):
-            assert proc.wait(timeout=600) == 0, tail(log)
-    finally:
-        stop_all(procs)
+    run_machines(tiny_llama, run_dir, logs)
     machine0, machine1 = (log.read_text() for log in logs)
 
     record = yaml.safe_load((run_dir / "run.yml").read_text())
@@ -156,11 +161,6 @@ def test_a_hung_rank_stops_the_other_and_both_machines_resume(tmp_path, tiny_lla
     assert whole < STEPS
 
     again = [tmp_path / "machine-0-again.log", tmp_path / "machine-1-again.log"]
-    procs = start_machines(tiny_llama, run_dir, again)
-    try:
-        for proc, log in zip(procs, again, strict=True):
-            assert proc.wait(timeout=600) == 0, tail(log)
-    finally:
-        stop_all(procs)
+    run_machines(tiny_llama, run_dir, again)
     assert f"checkpoint-{whole}" in again[0].read_text()  # Axolotl names the checkpoint it resumed
     assert losses(run_dir) == losses(one_machine)  # the steps after the resume too, bit for bit
