@@ -8,7 +8,9 @@ as token ids to the server ``make serve`` started, with the API key from ``VLLM_
 when set; output: one ``{"id", "summary", "stopped"}`` line per input line, written
 atomically at the end. Each answered batch is first appended to ``<out>.partial.jsonl``: a
 run stopped halfway (server gone, Ctrl-C) keeps them, and running it again asks only for the
-rest.
+rest. Plain ``urllib`` rather than the ``openai`` client: two endpoints, and what the resume
+and the one-line errors read is the raw HTTP status and vLLM's error body, without the
+client's own retries in between.
 """
 
 from __future__ import annotations
