@@ -46,8 +46,8 @@ REPORT_ORDER = (
     OTHER,
     "idle (no kernel running)",
 )
-FOLD = {"loss": "norms, activations, rope, loss", "norms": "norms, activations, rope, loss"}
-FOLD |= {"rope": FOLD["loss"], "activations": FOLD["loss"]}
+# kernel parts reported as one row
+FOLD = dict.fromkeys(("norms", "activations", "rope", "loss"), "norms, activations, rope, loss")
 
 
 def kernel_part(name: str) -> str:
@@ -96,7 +96,8 @@ def breakdown(events: list[Any], lora_rank: int, wall_s: float) -> dict:
     }
     parts["matmuls (launcher unknown)"] = max(matmul - parts["base matmuls"] - parts["LoRA matmuls"], 0.0)
     for part, value in us.items():
-        parts[FOLD.get(part, part)] = parts.get(FOLD.get(part, part), 0.0) + value
+        row = FOLD.get(part, part)
+        parts[row] = parts.get(row, 0.0) + value
     wall_us = wall_s * 1e6
     parts["idle (no kernel running)"] = max(
         wall_us - busy_us([(e.time_range.start, e.time_range.end) for e in device]), 0.0

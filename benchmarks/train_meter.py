@@ -99,7 +99,7 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                 )
                 if state["profiler"] is not None and index == profiled.stop - 1:
                     wall = sum(s["seconds"] for s in record["steps"] if s["profiled"])
-                    write_profile(state.pop("profiler"), lora_rank, wall)
+                    write_profile(state["profiler"], lora_rank, wall)
                     state["profiler"] = None
                     sync()
                     now = time.perf_counter()

@@ -73,8 +73,8 @@ def prepare_external_run(
     run_dir = (run_dir or external_run_dir(adapter, model)).resolve()
     adapter_dir = local_folder(adapter, "ADAPTER") if adapter else None
     model_dir = local_folder(model, "MODEL") if model else None
-    full = adapter_dir is None  # MODEL alone: every weight trained
-    base = str(model_dir) if adapter_dir and model_dir else base_of(adapter_dir) if adapter_dir else None
+    full = adapter_dir is None  # MODEL alone: every weight trained, compared against the recipe's base
+    base = None if full else str(model_dir) if model_dir else base_of(adapter_dir)
     chosen = [*overrides, *([f"base_model={base}"] if base else []), *(["adapter=null"] if full else [])]
     try:
         resolved = resolve(recipe, chosen)

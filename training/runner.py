@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
 from training.checks import BlockCheck, check_against_model, check_values, validate
@@ -341,7 +339,7 @@ def train(request: TrainRequest, block_checks: Mapping[str, BlockCheck] = Mappin
                 launch.processes,
             )
     atomic.write_yaml(run_dir / "run.yml", run_info)
-    write_training_card(run_dir / "adapter", run_info, yaml.safe_load((run_dir / "config.yml").read_text()))
+    write_training_card(run_dir / "adapter", run_info, resolved.config)  # what config.yml holds
     atomic.write_text(run_dir / FINISHED, f"finished in {run_info['train_seconds']} s\n")
     print(f"adapter: {run_dir / 'adapter'} ({run_info['train_seconds']} s)")
     return 0
