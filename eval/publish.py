@@ -30,23 +30,24 @@ def public_rows(predictions: Path) -> list[dict]:
     return rows
 
 
-def check_published(published: Path, corpus: str, split: str, data_dir: str | None) -> dict:
-    """The source checks of every system in a published file, its items joined by id with the
-    dialogues of the user's own copy of the data."""
+def dialogues_by_id(corpus: str, split: str, data_dir: str | None) -> dict[str, str]:
+    """The user's own copy of a split's dialogues, by id: what published files are joined with."""
     from datasets_fmt.sources import load_examples
+
+    return {ex.id: ex.source for ex in load_examples(corpus, split, data_dir).examples}
+
+
+def check_published(published: Path, dialogues: dict[str, str]) -> dict:
+    """The source checks of every system in a published file, its items joined by id with
+    ``dialogues``."""
     from eval.metrics import check_sources, get_source_checks
 
-    rows = public_rows_of(published)
-    dialogues = {ex.id: ex.source for ex in load_examples(corpus, split, data_dir).examples}
+    rows = [json.loads(line) for line in published.read_text(encoding="utf-8").splitlines()]
     missing = [r["id"] for r in rows if r["id"] not in dialogues]
     if missing:
-        raise ValueError(f"{published}: {len(missing)} ids are not in {corpus} {split} (first: {missing[0]})")
+        raise ValueError(f"{published}: {len(missing)} ids are not in the data (first: {missing[0]})")
     systems = {s: [r[s] for r in rows] for s in SYSTEMS}
     return check_sources(get_source_checks(["faithfulness"]), systems, [dialogues[r["id"]] for r in rows])
-
-
-def public_rows_of(published: Path) -> list[dict]:
-    return [json.loads(line) for line in published.read_text(encoding="utf-8").splitlines()]
 
 
 def faithfulness_main(argv: list[str] | None = None) -> int:
@@ -58,9 +59,15 @@ def faithfulness_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default="dialogsum")
     parser.add_argument("--split", default="test")
     args = parser.parse_args(argv)
+    try:
+        dialogues = dialogues_by_id(args.corpus, args.split, args.data_dir)
+        results = {published: check_published(published, dialogues) for published in args.published}
+    except (ValueError, OSError) as err:  # DataError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print("| file | base flagged | fine-tuned flagged | difference (points) |\n| --- | --- | --- | --- |")
-    for published in args.published:
-        result = check_published(published, args.corpus, args.split, args.data_dir)["faithfulness"]
+    for published, checks in results.items():
+        result = checks["faithfulness"]
         share, diff = result["share"], result["difference"]
         cells = [
             f"{100 * share[s]['mean']:.1f}% [{100 * share[s]['low']:.1f}, {100 * share[s]['high']:.1f}]"

@@ -26,7 +26,7 @@ def test_published_rows_hold_no_dialogue_or_reference(tmp_path):
 
 def test_a_published_file_is_checked_against_the_users_own_dialogues(tmp_path):
     from datasets_fmt.sources import load_examples
-    from eval.publish import check_published
+    from eval.publish import check_published, dialogues_by_id
     from tests.conftest import DEMO_DATA
 
     ids = [ex.id for ex in load_examples("dialogsum", "test", str(DEMO_DATA)).examples[:4]]
@@ -36,5 +36,6 @@ def test_a_published_file_is_checked_against_the_users_own_dialogues(tmp_path):
     ]
     published = tmp_path / "run.jsonl"
     published.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    share = check_published(published, "dialogsum", "test", str(DEMO_DATA))["faithfulness"]["share"]
+    dialogues = dialogues_by_id("dialogsum", "test", str(DEMO_DATA))
+    share = check_published(published, dialogues)["faithfulness"]["share"]
     assert share["base"]["mean"] == 1.0 and share["finetuned"]["mean"] == 0.0
