@@ -11,8 +11,10 @@ from tests.conftest import REPO
 SBATCH = REPO / "scripts" / "slurm" / "train.sbatch"
 
 FAKES = {
-    # scontrol show hostnames <nodelist>: one host per line (the stand-in ignores the list's syntax)
-    "scontrol": 'echo "scontrol $*" >> "$CALLS"; printf "gpu-07\\ngpu-12\\n"',
+    # scontrol show hostnames <nodelist>: one host per line (the stand-in ignores the list's syntax).
+    # The pause lets the reader close the pipe before the second host, as it may when a long
+    # list outgrows the pipe: a reader that stops at the first line then kills scontrol (SIGPIPE).
+    "scontrol": 'echo "scontrol $*" >> "$CALLS"; echo gpu-07; sleep 0.5; echo gpu-12',
     # srun: the command once per node, as SLURM does with --ntasks-per-node=1
     "srun": 'options=(); while [[ $1 == --* ]]; do options+=("$1"); shift; done\n'
     'echo "srun ${options[*]} $1" >> "$CALLS"\n'
