@@ -16,8 +16,9 @@
 #@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
 #@   make publish-hub RECIPE=... REPO_ID=owner/name [MERGED=1] [PUBLIC=1]   adapter, card and scores to the Hub (HF_TOKEN)
 #@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
+#@   make bench-train DATA_DIR=... PEERS=1   also Unsloth and Axolotl's stock QLoRA example, same rows
 #@   make bundle / bundle-install      the offline bundle for GPU nodes without network
-#@   make setup / env-train / env-eval / model   the environments and the offline model alone
+#@   make setup / env-train / env-eval / env-peers / model   the environments and the offline model alone
 #@   make lint / format                ruff
 #@   make help                         this list
 #@ Variables:
@@ -45,7 +46,7 @@ NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDE
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
-.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval model lint format bench-tokenize bench-eval bench-train bench-serve bundle bundle-install
+.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval env-peers model lint format bench-tokenize bench-eval bench-train bench-serve bundle bundle-install
 
 help:
 	@sed -n 's/^#@ \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -57,7 +58,7 @@ demo: setup
 	@$(EVAL_PY) scripts/compare.py runs/demo
 	@echo "full report: runs/demo/eval/report.html (and report.md, metrics.json, predictions.jsonl)"
 
-test: setup
+test: setup env-peers
 	bash scripts/run_tests.sh
 
 setup: env-train env-eval model
@@ -67,6 +68,10 @@ env-train:
 
 env-eval:
 	@bash scripts/setup_env.sh eval
+
+# the training benchmark's peers (requirements/peers.txt), beside .venv/train, without their pins
+env-peers: env-train
+	@bash scripts/setup_env.sh peers
 
 model: env-train
 	@HF_HUB_OFFLINE=1 $(TRAIN_PY) scripts/materialize_models.py
@@ -146,12 +151,13 @@ bench-serve: env-eval model
 BENCH_MODEL ?= .cache/models/llama3-8b-random
 # the lever of training/nf4_roundtrip.py: the base in bf16 at its NF4 round-trip values, LoRA on top
 NF4_ROUND_TRIP := adapter=lora load_in_4bit=false plugins=[axolotl.integrations.liger.LigerPlugin,training.nf4_roundtrip.NF4RoundTrip]
-bench-train: env-train model
+bench-train: env-train model $(if $(PEERS),env-peers)
 	$(NO_OVERRIDES)
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.train_throughput all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
 	  --variant default: --profile default=6:9 --variant "gc:gradient_checkpointing=true" \
-	  --variant "nf4_bf16:$(NF4_ROUND_TRIP)" --profile nf4_bf16=6:9 --variant "nf4_bf16_gc:gradient_checkpointing=true $(NF4_ROUND_TRIP)"
+	  --variant "nf4_bf16:$(NF4_ROUND_TRIP)" --profile nf4_bf16=6:9 --variant "nf4_bf16_gc:gradient_checkpointing=true $(NF4_ROUND_TRIP)" \
+	  $(if $(PEERS),--peer axolotl_example --peer unsloth)
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts
 # of at most PART_SIZE, built here; installed there with no network. Needs only python3 + pip.

@@ -49,6 +49,8 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                 record["first_batch_keys"] = sorted(inputs.keys())
                 record["first_batch_nonpad_ids"] = int((ids != pad_id).sum())
                 record["first_batch_real"] = int(real)
+                if "labels" in inputs:  # the tokens the loss is on: the summaries, not the prompts
+                    record["first_batch_trained"] = int((inputs["labels"] != -100).sum())
                 if os.environ.get("BENCH_CHECK_PACKING", "1") == "1" and "position_ids" in inputs:
                     record["packing_check"] = packing_check(model, inputs, pad_id)
                     if torch.cuda.is_available():  # the check's eval passes are not training

@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from benchmarks import peers
 from benchmarks.plain_qlora_loop import recipe_lora, run_baseline
 from training.paths import REPO, RUNS
 
@@ -104,13 +107,11 @@ def run_recipe(
     model_dir: Path,
     data_dir: Path,
     steps: int,
-    warmup: int,
     out: Path,
     timeout: int,
     profile: str | None = None,
 ) -> dict:
     json_file = out / f"recipe_{name}.json"
-    run_dir = out / "runs" / name
     args = [
         RECIPE,
         f"base_model={model_dir}",
@@ -124,72 +125,148 @@ def run_recipe(
         str(data_dir),
         "--overwrite",
         "--run-dir",
-        str(run_dir),
+        str(out / "runs" / name),
     ]
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args]
-    env = {**os.environ, "BENCH_JSON": str(json_file), **({"BENCH_PROFILE": profile} if profile else {})}
-    log = out / f"recipe_{name}.log"
+    env = {"BENCH_JSON": str(json_file), **({"BENCH_PROFILE": profile} if profile else {})}
+    lora = recipe_lora(resolved_recipe(overrides))
+    info = {
+        "name": name,
+        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, all linear",
+        "overrides": overrides,
+    }
+    return run_measured(cmd, env, json_file, timeout, info)
+
+
+def run_peer(name: str, model_dir: Path, data_dir: Path, steps: int, out: Path, timeout: int) -> dict:
+    """One of benchmarks/peers.py's peers, on the recipe's rows and sequence length."""
+    json_file = out / f"peer_{name}.json"
+    run_dir = out / "runs" / name
+    if name == "unsloth":
+        from benchmarks.unsloth_qlora import peer_settings
+
+        s = peer_settings(resolved_recipe())
+        cmd = peers.unsloth_command(model_dir, data_dir, steps, json_file)
+        env = {"BENCH_JSON": str(json_file), "BENCH_OUTPUT_DIR": str(run_dir), **peers.peer_environment()}
+        info = {
+            "lora": f"r{s['lora_r']} / alpha {s['lora_alpha']}, all linear",
+            "changes": ["the recipe's settings"],
+        }
+    else:
+        rows = peers.recipe_rows(model_dir, data_dir, run_dir)
+        import torch
+
+        sequence_len = resolved_recipe()["sequence_len"]
+        config, changes = peers.axolotl_example_config(
+            model_dir,
+            rows,
+            sequence_len,
+            steps,
+            run_dir,
+            peers.flash_attn_installed(),
+            torch.cuda.is_available(),
+        )
+        config_file = run_dir / "config.yml"
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = peers.axolotl_example_command(config_file)
+        env = {"BENCH_JSON": str(json_file), "PYTHONPATH": str(REPO), "AXOLOTL_DO_NOT_TRACK": "1"}
+        info = {"lora": peers.example_lora(config), "changes": changes}
+    return run_measured(cmd, env, json_file, timeout, {"name": name, **info}, cwd=run_dir)
+
+
+def run_measured(
+    cmd: list[str], env: dict, json_file: Path, timeout: int, info: dict, cwd: Path | None = None
+) -> dict:
+    """Run one timed training in its own process (and session, so a timeout ends its children
+    too); return ``info`` with the meter's record (what it wrote before a kill, if killed)."""
+    log = json_file.with_suffix(".log")
+    if cwd:
+        cwd.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with log.open("w") as fh:
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:  # end train.py and its Axolotl child (own session)
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             rc = "timeout"
     part = Path(str(json_file) + ".partial")
     partial = json.loads(part.read_text()) if part.exists() else None
     part.unlink(missing_ok=True)
-    lora = recipe_lora(resolved_recipe(overrides))
-    result: dict[str, Any] = {
-        "name": name,
-        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, all linear",
-        "overrides": overrides,
-        "rc": rc,
-        "wall_seconds": round(time.time() - started, 1),
-    }
+    result: dict[str, Any] = {**info, "rc": rc, "wall_seconds": round(time.time() - started, 1)}
     if json_file.exists():
         result.update(json.loads(json_file.read_text()))
     elif partial:  # killed before on_train_end: the steps recorded so far
         result.update(partial)
-    if result.get("steps"):
-        result.update(summarize(result["steps"], warmup))
     json_file.write_text(json.dumps(result, indent=1))
     return result
 
 
 # -- report ----------------------------------------------------------------------------------
+# the rows every other row is compared with, when the run has them: "x NAME" columns
+REFERENCES = {"baseline": "x baseline", "unsloth": "x Unsloth", "axolotl_example": "x Axolotl example"}
+
+
 def table(results: list[dict], warmup: int) -> str:
+    """The Markdown table: speed, ratio to each reference row present, memory, the loss gap to
+    the recipe as shipped over the same steps, and what a peer's row changed from its default."""
     for r in results:  # a record the plugin wrote after its run's timeout has no summary yet
         if r.get("steps") and "real_tokens_per_s" not in r:
             r.update(summarize(r["steps"], warmup))
     for r in results:
         r.setdefault("name", "default")
-    base = next((r for r in results if r["name"] == "baseline" and "real_tokens_per_s" in r), None)
+    refs = {
+        name: r for name in REFERENCES for r in results if r["name"] == name and r.get("real_tokens_per_s")
+    }
     ref = next((r for r in results if r["name"] == "default" and "steps" in r), None)
-    lines = [
-        "| run | LoRA | real tok/s | x baseline | padding | step s | real tok/step | peak alloc GiB | ceiling | max |dloss| vs default |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    head = ["run", "LoRA", "real tok/s", *(REFERENCES[n] for n in refs), "padding", "step s", "real tok/step"]
+    head += ["peak alloc GiB", "ceiling", "max |dloss| vs default", "changed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         if not r.get("real_tokens_per_s"):
-            lines.append(f"| {r['name']} | {r.get('lora', '')} | failed (rc {r.get('rc')}) | | | | | | | |")
+            cells = [r["name"], r.get("lora", ""), f"failed (rc {r.get('rc')})"] + [""] * (len(head) - 3)
+            lines.append("| " + " | ".join(cells) + " |")
             continue
-        ratio = r["real_tokens_per_s"] / base["real_tokens_per_s"] if base else float("nan")
+        ratios = [f"{r['real_tokens_per_s'] / ref_row['real_tokens_per_s']:.2f}" for ref_row in refs.values()]
         dloss = "-"
         if ref and r["name"] != "default" and not r["name"].startswith("baseline"):
             pairs = [(a.get("loss"), b.get("loss")) for a, b in zip(r["steps"], ref["steps"], strict=False)]
             diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
             dloss = f"{max(diffs):.4f} ({len(diffs)} steps)" if diffs else "-"
-        lines.append(
-            f"| {r['name']} | {r.get('lora', '')} | {r['real_tokens_per_s']:,.0f} | {ratio:.2f} | {r['padding_share']:.1%} | "
-            f"{r['step_seconds']:.3f} | {r['real_tokens_per_step']:,.0f} | {r['peak_allocated_gib']:.2f} | "
-            f"{r['ceiling_share']:.1%} | {dloss} |"
-        )
+        cells = [r["name"], r.get("lora", ""), f"{r['real_tokens_per_s']:,.0f}", *ratios]
+        cells += [
+            f"{r['padding_share']:.1%}",
+            f"{r['step_seconds']:.3f}",
+            f"{r['real_tokens_per_step']:,.0f}",
+        ]
+        cells += [
+            f"{r['peak_allocated_gib']:.2f}",
+            f"{r['ceiling_share']:.1%}",
+            dloss,
+            "; ".join(r.get("changes", [])),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def report(r: dict, warmup: int) -> None:
+    if r.get("steps"):
+        r.update(summarize(r["steps"], warmup))
+    print(
+        f"{r['name']}: rc={r['rc']} {r.get('real_tokens_per_s', 0):,.0f} real tok/s "
+        f"peak {r.get('peak_allocated_gib', 0):.2f} GiB wall {r['wall_seconds']} s",
+        flush=True,
+    )
 
 
 def run_baseline_process(a: argparse.Namespace, packed: bool) -> tuple[str, int | str]:
@@ -240,6 +317,13 @@ def main() -> int:
         default=[],
         help="NAME:key=value key=value ... (recipe overrides); 'default:' for none",
     )
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        choices=peers.PEERS,
+        help="also time a peer on the same rows (benchmarks/peers.py)",
+    )
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.mode == "baseline":
@@ -256,15 +340,13 @@ def main() -> int:
         for spec in a.variant:
             name, _, rest = spec.partition(":")
             profile = dict(p.split("=", 1) for p in a.profile).get(name)
-            r = run_recipe(
-                name, rest.split(), a.model, a.data_dir, a.steps, a.warmup, a.out, a.timeout, profile
+            report(
+                run_recipe(name, rest.split(), a.model, a.data_dir, a.steps, a.out, a.timeout, profile),
+                a.warmup,
             )
-            print(
-                f"{name}: rc={r['rc']} {r.get('real_tokens_per_s', 0):,.0f} real tok/s "
-                f"peak {r.get('peak_allocated_gib', 0):.2f} GiB wall {r['wall_seconds']} s",
-                flush=True,
-            )
-    files = [*a.out.glob("baseline*.json"), *a.out.glob("recipe_*.json")]
+        for name in a.peer:
+            report(run_peer(name, a.model, a.data_dir, a.steps, a.out, a.timeout), a.warmup)
+    files = [*a.out.glob("baseline*.json"), *a.out.glob("recipe_*.json"), *a.out.glob("peer_*.json")]
     files = [f for f in files if not f.name.endswith(".profile.json")]
     results = [json.loads(f.read_text()) for f in sorted(files, key=os.path.getmtime)]
     print(table(results, a.warmup))

@@ -18,6 +18,7 @@ NO_RECIPE = {
     "setup",
     "env-train",
     "env-eval",
+    "env-peers",
     "model",
     "lint",
     "format",
