@@ -77,6 +77,7 @@ class EvalRequest:
     overrides: tuple[str, ...] = ()  # OVERRIDES: evaluation.KEY=VALUE, over what the run recorded
     adapter: str | None = None  # ADAPTER=: an adapter trained elsewhere (folder or Hub id), eval/external.py
     model: str | None = None  # MODEL=: its base, or alone a fully fine-tuned model
+    gpus: int = 1  # GPUS=: engine replicas, one per GPU, each on a share of the items (eval/data_parallel.py)
 
 
 @dataclass(frozen=True)
@@ -457,6 +458,15 @@ class Evaluation:
         return [*paths, write_model_card(card_dir, self.run, self.config, metrics)]
 
 
+def generate(evaluation: Evaluation) -> dict:
+    """One engine, or with GPUS=N one replica per GPU (eval/data_parallel.py)."""
+    if evaluation.request.gpus <= 1:
+        return evaluation.generate()
+    from eval import data_parallel  # it builds on this module
+
+    return data_parallel.generate(evaluation, evaluation.request.gpus, has_cuda())
+
+
 def evaluate(request: EvalRequest) -> int:
     try:
         if request.adapter or request.model:
@@ -469,7 +479,11 @@ def evaluate(request: EvalRequest) -> int:
     except (EvaluationError, CheckpointError, DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
-    timing = evaluation.generate()
+    try:
+        timing = generate(evaluation)
+    except EvaluationError as err:
+        log.error("%s", err)
+        return 2
     for path in evaluation.report(timing):
         print(f"wrote {path}")
     return 0
@@ -488,6 +502,13 @@ def beam_count(text: str) -> int:
     """--num-beams: a whole number >= 1."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1 (1: greedy)")
+    return int(text)
+
+
+def gpu_count(text: str) -> int:
+    """--gpus: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GPUs >= 1")
     return int(text)
 
 
@@ -515,6 +536,9 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
     parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
+    parser.add_argument(
+        "--gpus", type=gpu_count, default=1, help="engine replicas, one per GPU, each on a share of the items"
+    )
     parser.add_argument(
         "--checkpoint", help="best (by validation ROUGE: make eval-checkpoints) or a step: that checkpoint"
     )
