@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -27,6 +31,30 @@ BACKENDS = {
 # on QLoRA's own 4-bit base (quantized, hf); auto: merged for QLoRA runs and for vLLM on a
 # CPU, else lora.
 ADAPTER_MODES = ("auto", "lora", "merged", "quantized")
+
+
+log = logging.getLogger("evaluate")
+ENGINE_START_BEAT_S = 15.0  # how often a starting engine says it is still starting
+
+
+@contextmanager
+def heartbeat(what: str, every: float = ENGINE_START_BEAT_S) -> Iterator[None]:
+    """Say every ``every`` seconds that ``what`` is still running, and how long it took: a vLLM
+    engine start (weights, compilation, CUDA graphs) can take minutes with long silences."""
+    started, done = time.monotonic(), threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every):
+            log.info("%s: still starting, %.0f s so far", what, time.monotonic() - started)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    log.info("%s: started in %.1f s", what, time.monotonic() - started)
 
 
 # beam search's length normalization, the same on every backend (1.0: divide by length)

