@@ -21,16 +21,14 @@ def caplog(caplog):
 
 
 def test_a_slow_start_says_it_is_still_starting_and_how_long_it_took(caplog):
-    with caplog.at_level(logging.INFO, logger="evaluate"):
-        with heartbeat("engine", every=0.05):
-            time.sleep(0.28)
+    with caplog.at_level(logging.INFO, logger="evaluate"), heartbeat("engine", every=0.05):
+        time.sleep(0.28)
     beats = [r.message for r in caplog.records if "still starting" in r.message]
     assert 3 <= len(beats) <= 6
     assert caplog.records[-1].message.startswith("engine: started in 0.")
 
 
 def test_a_quick_start_only_says_it_started(caplog):
-    with caplog.at_level(logging.INFO, logger="evaluate"):
-        with heartbeat("engine", every=5):
-            pass
+    with caplog.at_level(logging.INFO, logger="evaluate"), heartbeat("engine", every=5):
+        pass
     assert [r.message for r in caplog.records] == ["engine: started in 0.0 s"]
