@@ -57,6 +57,7 @@ log = logging.getLogger("evaluate")
 SYSTEMS = ("base", "finetuned")
 SUBSET_SEED = 0
 LIMIT_HELP = "a fixed seeded sample of N items of the split (the same N items for every command and run)"
+ENGINE_ARGS = "engine_args"  # evaluation.engine_args: more vLLM engine arguments
 FULL = "full"  # the adapter mode of a run that trained every weight: its own model, no adapter
 
 
@@ -150,10 +151,16 @@ def evaluation_overrides(overrides: tuple[str, ...]) -> dict:
     chosen = {}
     for text in overrides:
         keys, value = parse_override(text)
+        if (
+            keys[:2] == ["evaluation", ENGINE_ARGS] and len(keys) == 3
+        ):  # one vLLM argument, beside the recipe's
+            chosen.setdefault(ENGINE_ARGS, {})[keys[2]] = value
+            continue
         if keys[0] != "evaluation" or len(keys) != 2:
             raise EvaluationError(
                 f"OVERRIDES: '{text}' is not an evaluation.KEY=VALUE setting; evaluating reads only the "
-                "recipe's evaluation: block (e.g. evaluation.max_new_tokens=64). A training key needs a new "
+                "recipe's evaluation: block (e.g. evaluation.max_new_tokens=64, evaluation.engine_args.enforce_eager=true). "
+                "A training key needs a new "
                 "run: make train OVERRIDES=..."
             )
         chosen[keys[1]] = value
@@ -208,6 +215,11 @@ class Evaluation:
         defaults = project_defaults()["evaluation"]
         overridden = evaluation_overrides(self.request.overrides)
         chosen = {**defaults, **self.run["evaluation"], **overridden}
+        # engine arguments given one by one join the recipe's instead of replacing them
+        chosen[ENGINE_ARGS] = {
+            **self.run["evaluation"].get(ENGINE_ARGS, {}),
+            **overridden.get(ENGINE_ARGS, {}),
+        }
         return {**chosen, **{k: v for k, v in given.items() if v is not None}}
 
     def setup(self) -> None:
@@ -246,7 +258,12 @@ class Evaluation:
             else None,
             deterministic=self.request.deterministic,
             tokenizer=base,
+            engine_args=s[ENGINE_ARGS],
         )
+        if s[ENGINE_ARGS] and self.backend_name == "vllm":
+            from eval.backends.vllm import check_engine_args
+
+            check_engine_args(s[ENGINE_ARGS])
         self.metrics = get_metrics(s["metrics"])
         self.source_checks = get_source_checks(s["source_checks"])
         self.partials = self.open_partials()
@@ -307,6 +324,8 @@ class Evaluation:
             "format": self.run["data"]["format"],
             "data": self.loaded.source,
             "deterministic": self.request.deterministic,
+            # only when set: evaluations from before the key existed keep their generations
+            **({"engine_args": self.engine_settings.engine_args} if self.engine_settings.engine_args else {}),
             "adapter_trained": (self.run_dir / FINISHED).read_text().strip(),
             "adapter": str(self.trained),
         }
@@ -437,6 +456,7 @@ class Evaluation:
             "stop_token_ids": self.stop,
             "decoding": self.decoding(),
             "deterministic": self.request.deterministic,
+            **({"engine_args": self.engine_settings.engine_args} if self.engine_settings.engine_args else {}),
             **timing,
             "stability": self.stability_note(),
             "prompt_format": self.run["data"]["format"],

@@ -42,3 +42,10 @@ def check_evaluation_block(block: dict) -> None:
         )
     for name in checks:
         require_choice("evaluation.source_checks", name, SOURCE_CHECKS)
+    engine_args = block["engine_args"]
+    if not isinstance(engine_args, dict) or not all(isinstance(k, str) for k in engine_args):
+        raise BlockProblem(
+            "evaluation.engine_args",
+            f"evaluation.engine_args: {engine_args!r} cannot be used: it must be a mapping of vLLM engine "
+            "arguments, e.g. {enforce_eager: true} ({} for none)",
+        )

@@ -15,6 +15,7 @@ those in flight finish for up to ``--shutdown-timeout`` seconds, then exits.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -66,15 +67,20 @@ def serve_command(
         cmd += cli_flags(DETERMINISTIC_ENGINE_ARGS)
     if not has_cuda():  # the engine the evaluator runs on a CPU
         cmd += cli_flags(CPU_ENGINE_ARGS)
-    return cmd
+    return cmd + cli_flags(run["evaluation"].get("engine_args") or {})  # the recipe's last: they win
 
 
 def cli_flags(engine_args: dict) -> list[str]:
     """vLLM engine keyword arguments as its server's command-line flags."""
     flags: list[str] = []
     for key, value in engine_args.items():
-        flag = "--" + key.replace("_", "-")
-        flags += [flag] if value is True else [flag, str(value)]
+        name = key.replace("_", "-")
+        if isinstance(value, bool):  # vLLM's boolean flags take --name / --no-name
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        elif isinstance(value, dict | list):
+            flags += [f"--{name}", json.dumps(value)]
+        else:
+            flags += [f"--{name}", str(value)]
     return flags
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -89,6 +89,9 @@ class EngineSettings:
     dtype: str | None = None  # None: bf16 where supported (vLLM; hf on a GPU), else fp32 (hf on a CPU)
     # None: the model's own tokenizer; the evaluator passes the base's, which encoded its prompts
     tokenizer: str | None = None
+    engine_args: dict = field(
+        default_factory=dict
+    )  # evaluation.engine_args: more vLLM engine arguments (vllm)
 
 
 class Backend(Protocol):

@@ -65,6 +65,45 @@ def check_reloadable(engine_model: str, architecture: dict, model_dir: str) -> N
         )
 
 
+def engine_kwargs(model: str, settings: EngineSettings, seed: int, cuda: bool) -> dict:
+    """What the engine is started with; the recipe's ``evaluation.engine_args`` last, so that
+    they win over everything chosen here."""
+    # Prefix caching on: beam search resubmits every beam's whole sequence each step.
+    # load_weights_from empties the cache, so no KV of the old weights is reused.
+    kwargs = dict(model=model, max_model_len=settings.max_model_len, seed=seed, enable_prefix_caching=True)
+    if settings.max_lora_rank:
+        kwargs.update(
+            enable_lora=True,
+            max_lora_rank=max(8, settings.max_lora_rank),
+            max_loras=settings.max_loras,
+            max_cpu_loras=max(settings.max_loras, 1),
+        )
+    if settings.deterministic:
+        kwargs.update(DETERMINISTIC_ENGINE_ARGS)
+    if not cuda:
+        kwargs.update(CPU_ENGINE_ARGS)
+    if settings.dtype:
+        kwargs["dtype"] = settings.dtype
+    if settings.tokenizer:
+        kwargs["tokenizer"] = settings.tokenizer
+    return {**kwargs, **settings.engine_args}
+
+
+def check_engine_args(engine_args: dict) -> None:
+    """Refuse a name vLLM's engine does not take before any model is loaded."""
+    from dataclasses import fields
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    known = {f.name for f in fields(EngineArgs)}
+    unknown = sorted(set(engine_args) - known)
+    if unknown:
+        raise ValueError(
+            f"evaluation.engine_args: {', '.join(unknown)} is not an argument of vLLM's engine "
+            "(vllm.engine.arg_utils.EngineArgs; e.g. enforce_eager, gpu_memory_utilization, max_num_seqs)"
+        )
+
+
 class VLLMBackend:
     """One vLLM engine for a model, optionally serving LoRA adapters on top (no merge)."""
 
@@ -80,33 +119,15 @@ class VLLMBackend:
             raise ValueError("vLLM serves adapters per request: pass the adapter to generate()")
         if settings.four_bit_from:
             raise ValueError("adapter mode 'quantized' runs on the hf backend: add BACKEND=hf")
-        # Prefix caching on: beam search resubmits every beam's whole sequence each step.
-        # load_weights_from empties the cache, so no KV of the old weights is reused.
-        kwargs = dict(
-            model=model, max_model_len=settings.max_model_len, seed=seed, enable_prefix_caching=True
-        )
-        if settings.max_lora_rank:
-            kwargs.update(
-                enable_lora=True,
-                max_lora_rank=max(8, settings.max_lora_rank),
-                max_loras=settings.max_loras,
-                max_cpu_loras=max(settings.max_loras, 1),
-            )
-        if settings.deterministic:
-            kwargs.update(DETERMINISTIC_ENGINE_ARGS)
-        if has_cuda():
+        cuda = has_cuda()
+        if cuda:
             # The evaluator has touched CUDA in this process already (device queries): a forked
             # engine process could not use it ("Cannot re-initialize CUDA in forked subprocess").
             os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         else:
-            kwargs.update(CPU_ENGINE_ARGS)
             use_all_cores_on_small_cpus()
-        if settings.dtype:
-            kwargs["dtype"] = settings.dtype
-        if settings.tokenizer:
-            kwargs["tokenizer"] = settings.tokenizer
         with heartbeat(f"vLLM engine for {model}"):
-            self.llm = LLM(**kwargs)
+            self.llm = LLM(**engine_kwargs(model, settings, seed, cuda))
         self.model = model
         self.architecture = architecture_of(model)
         self.lora_ids: dict[str, int] = {}  # vLLM caches an adapter by its id: one id per path
