@@ -101,17 +101,20 @@ def check_values(resolved: Resolved, block_checks: Mapping[str, BlockCheck] = Ma
 
 
 def check_memory_mode(resolved: Resolved) -> None:
-    """``gradient_checkpointing: auto`` needs the GPU size from which to train without it."""
+    """``gradient_checkpointing: auto`` needs the GPU size from which to train without it; the
+    memory block's sizes are GiB > 0."""
     mode = resolved.config.get("gradient_checkpointing")
     threshold = resolved.project["memory"]["checkpointing_off_from_gib"]
     if mode not in (None, True, False, "auto"):
         raise RecipeError(
             f"{where(resolved, 'gradient_checkpointing')}: gradient_checkpointing: {mode!r} is not true, false or auto"
         )
-    if threshold is not None and not POSITIVE(threshold):
-        raise RecipeError(
-            f"{where(resolved, 'memory')}: memory.checkpointing_off_from_gib: {threshold!r} must be a number of GiB > 0"
-        )
+    for key in ("checkpointing_off_from_gib", "nf4_round_trip_from_gib"):
+        gib = resolved.project["memory"][key]
+        if gib is not None and not POSITIVE(gib):
+            raise RecipeError(
+                f"{where(resolved, 'memory')}: memory.{key}: {gib!r} must be a number of GiB > 0"
+            )
     if mode == "auto" and threshold is None:
         raise RecipeError(
             f"{where(resolved, 'gradient_checkpointing')}: gradient_checkpointing: auto needs "

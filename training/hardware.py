@@ -70,3 +70,21 @@ def choose_checkpointing(config: dict, memory: dict, gpu_gib: float | None) -> s
     config["gradient_checkpointing"] = gpu_gib is None or gpu_gib < threshold
     found = "no GPU" if gpu_gib is None else f"smallest GPU in use: {gpu_gib:.1f} GiB"
     return f"gradient_checkpointing: auto -> {config['gradient_checkpointing']} ({found}; off from {threshold} GiB)"
+
+
+def choose_nf4_round_trip(config: dict, memory: dict, gpu_gib: float | None) -> str | None:
+    """For a QLoRA recipe on a GPU of at least ``memory.nf4_round_trip_from_gib``: keep the base
+    in 16 bits at the values its NF4 copy dequantizes to (training/nf4_roundtrip.py), so each
+    step skips the dequantization. The adapter stays a QLoRA adapter: it is merged and
+    evaluated on the same NF4 round trip. Returns the choice, for the run's record."""
+    from training.nf4_roundtrip import PLUGIN
+
+    threshold = memory["nf4_round_trip_from_gib"]
+    if config.get("adapter") != "qlora" or threshold is None:
+        return None
+    if gpu_gib is None or gpu_gib < threshold:
+        found = "no GPU" if gpu_gib is None else f"smallest GPU in use: {gpu_gib:.1f} GiB"
+        return f"base: 4-bit NF4 ({found}; the bf16 NF4 round trip from {threshold} GiB)"
+    config.update(adapter="lora", load_in_4bit=False)
+    config["plugins"] = [*(config.get("plugins") or []), PLUGIN]
+    return f"base: bf16 at its NF4 round-trip values (smallest GPU in use: {gpu_gib:.1f} GiB; from {threshold} GiB)"

@@ -69,6 +69,8 @@ def training_section(run: dict, config: dict, lora: dict | None = None) -> str:
         if trained_every_weight(run)
         else f"LoRA/quantization: {yaml.safe_dump(lora or lora_settings(config), default_flow_style=True).strip()}"
     )
+    if run.get("base_mode"):  # a QLoRA adapter trained on the base's NF4 round trip held in bf16
+        weights += f" ({run['base_mode']})"
     steps = config.get("max_steps") or f"{config.get('num_epochs')} epoch(s)"
     return f"""Trained with [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) by the recipe `{run["recipe"]}`
 (overrides: {run.get("overrides") or "none"}) on {corpus} ({records} records),

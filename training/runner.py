@@ -31,7 +31,7 @@ from types import MappingProxyType
 from datasets_fmt import atomic
 from datasets_fmt.records import DataError
 from training.checks import BlockCheck, check_against_model, check_values, validate
-from training.hardware import adapt_to_cpu, choose_checkpointing
+from training.hardware import adapt_to_cpu, choose_checkpointing, choose_nf4_round_trip
 from training.launch import Launch, apply_strategy, build_command, check_launch, trainer_environment
 from training.model_card import write_training_card
 from training.paths import FINISHED, REPO, default_run_dir
@@ -202,11 +202,13 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
         log.info("no GPU: %s", change)
     if resolved.project["trainer"] == "axolotl":
         attach_rank_report(resolved.config)
-    memory_mode = choose_checkpointing(
-        resolved.config, resolved.project["memory"], smallest_gpu_gib(gpus, request.launch)
-    )
-    if memory_mode:
-        log.info("%s", memory_mode)
+    adapter = resolved.config.get("adapter")  # what the run trains, whatever base it trains on
+    gpu_gib = smallest_gpu_gib(gpus, request.launch)
+    memory_mode = choose_checkpointing(resolved.config, resolved.project["memory"], gpu_gib)
+    base_mode = choose_nf4_round_trip(resolved.config, resolved.project["memory"], gpu_gib)
+    for choice in (memory_mode, base_mode):
+        if choice:
+            log.info("%s", choice)
     check_against_model(resolved, torch.cuda.is_bf16_supported() if cuda else None)
     if resolved.project["trainer"] == "axolotl":
         validate(resolved)
@@ -217,7 +219,7 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
         "recipe_file": str(resolved.source),
         "overrides": list(request.overrides),
         "base_model": resolved.config["base_model"],
-        "adapter": resolved.config.get("adapter"),
+        "adapter": adapter,
         **resolved.project,
         "hardware": "cuda" if cuda else "cpu",
         "launch": launch_record(request.launch),
@@ -226,6 +228,7 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
         "environment": environment,
         "cpu_adjustments": changes,
         "memory_mode": memory_mode,
+        "base_mode": base_mode,
         "data_check": data_report,
         "data_split": data_split,
     }

@@ -1,9 +1,11 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.conftest import DEMO_DATA
 from training.checks import check_values, unknown_keys, validate
-from training.hardware import adapt_to_cpu, choose_checkpointing
+from training.hardware import adapt_to_cpu, choose_checkpointing, choose_nf4_round_trip
 from training.paths import RECIPES
 from training.recipe import RecipeError, apply_overrides, recipe_names, resolve
 from training.runner import attach_run_paths
@@ -148,3 +150,52 @@ def test_lora_kernels_stay_off_where_axolotl_cannot_patch_the_attention():
     # ("Original O code not found", results/multi-gpu.md)
     config = resolve("phi2-dialogsum").config
     assert [config.get(k) for k in ("lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel")] == [False] * 3
+
+
+@pytest.mark.parametrize(
+    ("gpu_gib", "round_trip"), [(79.2, True), (40.0, True), (23.6, False), (None, False)]
+)
+def test_the_nf4_round_trip_is_chosen_only_on_gpus_of_the_recipes_size(gpu_gib, round_trip):
+    from training.nf4_roundtrip import PLUGIN
+
+    resolved = resolve("llama3-dialogsum", ["memory.nf4_round_trip_from_gib=40"])
+    choice = choose_nf4_round_trip(resolved.config, resolved.project["memory"], gpu_gib)
+    config = resolved.config
+    if round_trip:
+        assert config["adapter"] == "lora" and config["load_in_4bit"] is False
+        assert config["plugins"] == ["axolotl.integrations.liger.LigerPlugin", PLUGIN]
+        assert choice.startswith("base: bf16 at its NF4 round-trip values")
+        attach_run_paths(resolved, Path("/tmp/run"))
+        choose_checkpointing(config, resolved.project["memory"], gpu_gib)  # as the runner does first
+        validate(resolved)  # Axolotl takes the changed config
+    else:
+        assert config["adapter"] == "qlora" and config["load_in_4bit"] is True
+        assert choice.startswith("base: 4-bit NF4 (")
+
+
+def test_without_a_size_or_without_qlora_the_base_is_left_alone():
+    shipped = resolve("llama3-dialogsum")
+    assert choose_nf4_round_trip(shipped.config, shipped.project["memory"], 79.2) is None
+    assert shipped.config["adapter"] == "qlora"
+    lora = resolve("smollm2-dialogsum", ["memory.nf4_round_trip_from_gib=40"])
+    assert choose_nf4_round_trip(lora.config, lora.project["memory"], 79.2) is None
+
+
+def test_the_run_records_a_qlora_adapter_trained_on_the_round_trip(tmp_path, tiny_llama3, monkeypatch):
+    from training import runner
+
+    monkeypatch.setattr(runner, "smallest_gpu_gib", lambda gpus, launch: 80.0)  # as an H100 reports
+    request = runner.TrainRequest(
+        "llama3-dialogsum",
+        overrides=[f"base_model={tiny_llama3}", "memory.nf4_round_trip_from_gib=40"],
+        data_dir=str(DEMO_DATA),
+        run_dir=tmp_path / "run",
+    )
+    runner.check(request, {})
+    run = yaml.safe_load((tmp_path / "run" / "run.yml").read_text())
+    config = yaml.safe_load((tmp_path / "run" / "config.yml").read_text())
+    assert run["adapter"] == "qlora"  # merged and evaluated on the NF4 round trip, as QLoRA
+    assert run["base_mode"].startswith(
+        "base: bf16 at its NF4 round-trip values (smallest GPU in use: 80.0 GiB"
+    )
+    assert config["adapter"] == "lora" and "training.nf4_roundtrip.NF4RoundTrip" in config["plugins"]
