@@ -24,12 +24,12 @@
 #@ Variables:
 #@   RECIPE=name        a file in recipes/ (default smollm2-dialogsum)
 #@   OVERRIDES="k=v .." recipe keys: train, check, sweep take any; eval, eval-checkpoints take
-#@                      evaluation.KEY=VALUE only; the other targets refuse them
+#@                      evaluation.KEY=VALUE only, serve evaluation.engine_args.KEY=VALUE; the other targets refuse them
 #@   DATA_DIR=dir       a folder holding dialogsum/, samsum/, dolly/ (or one data file)
 #@   RUN_DIR=dir        the run (default runs/<recipe>);  OVERWRITE=1  retrain a finished run
 #@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs (eval: N engine replicas);  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
 #@   LIMIT=N            a fixed seeded sample of N items of the split (same items for every command)
-#@   SPLIT= BACKEND=vllm|hf ADAPTER_MODE= BEAMS=N DETERMINISTIC=1 EVAL_DIR= CHECKPOINT=   evaluation
+#@   SPLIT= BACKEND=vllm|hf ADAPTER_MODE= BEAMS=N DETERMINISTIC=1|batch-invariant EVAL_DIR= CHECKPOINT=   evaluation
 #@   ENGINES= SWEEP= SWEEP_DIR= PARALLEL=N   checkpoints and sweeps;  PORT= HOST= FILE= OUT= CONCURRENCY= URL=   serving (key: VLLM_API_KEY)
 
 SHELL := /bin/bash
@@ -42,9 +42,11 @@ export DATA_DIR GPUS STRATEGY MACHINES MACHINE_RANK MAIN_IP MAIN_PORT
 NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/ and samsum/ (see the README: Data)))
 
 # targets that read no recipe keys say so instead of ignoring OVERRIDES
-NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDES)"): they are for train, check, sweep, and evaluation.KEY=VALUE for eval and eval-checkpoints))
+NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDES)"): they are for train, check, sweep, evaluation.KEY=VALUE for eval and eval-checkpoints, evaluation.engine_args.KEY=VALUE for serve))
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
-EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
+# DETERMINISTIC=1 (sequential: one sequence at a time) or batch-invariant (vLLM's kernels, H100/H200)
+DETERMINISTIC_FLAG = $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic,$(if $(DETERMINISTIC),--deterministic $(DETERMINISTIC)))
+EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(DETERMINISTIC_FLAG) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
 .PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval env-peers model lint format bench-tokenize bench-eval bench-train bench-serve bundle bundle-install
 
@@ -97,9 +99,8 @@ sweep: env-train env-eval model
 	  $(if $(PARALLEL),--parallel $(PARALLEL))
 
 serve: env-eval
-	$(NO_OVERRIDES)
-	$(EVAL_PY) scripts/serve.py $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST)) \
-	  $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic)
+	$(EVAL_PY) scripts/serve.py $(RECIPE) $(OVERRIDES) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST)) \
+	  $(DETERMINISTIC_FLAG)
 
 summarize: env-eval
 	$(NO_OVERRIDES)

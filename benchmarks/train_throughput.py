@@ -13,7 +13,9 @@ share, step time, peak GPU memory and the share of the bf16 matmul ceiling.
   plugin :class:`benchmarks.train_meter.BenchMeter` (loaded by Axolotl through ``plugins:``)
   counts the non-pad tokens of every packed micro-batch, times each optimizer step, records
   the loss curve and, once, checks that packed samples do not see each other.
-- ``all``: both baselines, then each recipe variant (a subprocess each), then ``table``.
+- ``peer``: with ``--peer``, what a practitioner would otherwise run on the same rows:
+  Axolotl's stock QLoRA example and Unsloth (benchmarks/peers.py), timed by the same meter.
+- ``all``: both baselines, then each recipe variant and peer (a subprocess each), then ``table``.
 
 On a GPU machine: ``make bench-train`` (a random-weight Llama-3-8B, see
 training/random_model.py), or directly:

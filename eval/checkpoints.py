@@ -39,6 +39,7 @@ from eval.pipeline import (
     Evaluation,
     EvaluationError,
     System,
+    add_deterministic_argument,
     add_overrides_argument,
     beam_count,
     keep_log_visible,
@@ -411,7 +412,7 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
         help="other runs' checkpoint evaluation folders: reuse the base generations of the first whose "
         "settings match",
     )
-    parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
+    add_deterministic_argument(parser)
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
     args = vars(parser.parse_intermixed_args(argv))
     engines, base_from = args.pop("engines"), args.pop("base_from")

@@ -30,7 +30,10 @@ from datasets_fmt.spec import DataSpec
 from datasets_fmt.splits import check_same_split
 from eval.backends import (
     ADAPTER_MODES,
+    BATCH_INVARIANT,
+    DETERMINISTIC_MODES,
     LENGTH_PENALTY,
+    SEQUENTIAL,
     Backend,
     EngineSettings,
     adapter_rank,
@@ -72,7 +75,7 @@ class EvalRequest:
     num_beams: int | None = None
     data_dir: str | None = None
     out_dir: Path | None = None
-    deterministic: bool = False
+    deterministic: str | None = None  # DETERMINISTIC=: one of DETERMINISTIC_MODES (eval/backends)
     save_every: int = 64  # items generated between two saves of the partial predictions
     checkpoint: str | None = None  # best | <step>: a saved checkpoint instead of the final adapter
     overrides: tuple[str, ...] = ()  # OVERRIDES: evaluation.KEY=VALUE, over what the run recorded
@@ -248,6 +251,14 @@ class Evaluation:
             log.info("%s cannot serve an encoder-decoder: using the hf backend", self.backend_name)
             self.backend_name = "hf"
         self.backend_cls = get_backend(self.backend_name)
+        if self.request.deterministic == BATCH_INVARIANT:
+            if self.backend_name != "vllm":
+                raise EvaluationError(
+                    f"DETERMINISTIC={BATCH_INVARIANT} is vLLM's; the {self.backend_name} backend is deterministic as it is"
+                )
+            from eval.backends.vllm import check_batch_invariant
+
+            check_batch_invariant()
         self.mode = self.adapter_mode(s["adapter_mode"])
         self.engine_settings = EngineSettings(
             max_model_len=self.max_model_len,
@@ -323,7 +334,7 @@ class Evaluation:
             "num_beams": self.num_beams,
             "format": self.run["data"]["format"],
             "data": self.loaded.source,
-            "deterministic": self.request.deterministic,
+            "deterministic": self.request.deterministic or False,
             # only when set: evaluations from before the key existed keep their generations
             **({"engine_args": self.engine_settings.engine_args} if self.engine_settings.engine_args else {}),
             "adapter_trained": (self.run_dir / FINISHED).read_text().strip(),
@@ -432,13 +443,19 @@ class Evaluation:
         ]
 
     def stability_note(self) -> str:
+        if self.request.deterministic == BATCH_INVARIANT:
+            return (
+                "Deterministic: vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1) make each text "
+                "independent of which requests shared its batches; the same command generates the same text."
+            )
         if self.backend_name != "vllm" or self.request.deterministic:
             return "Deterministic: the same command generates the same text."
         return (
             "vLLM batches requests continuously, and the floating-point sums of a step depend on which "
             "requests share it: a share of greedy outputs can change between two identical runs (see the "
             "results page for the measured share). Scores move far less than the intervals above. "
-            "DETERMINISTIC=1 generates one sequence at a time for identical text."
+            f"DETERMINISTIC=1 generates one sequence at a time for identical text; on an H100 or H200, "
+            f"DETERMINISTIC={BATCH_INVARIANT} keeps full batching with vLLM's batch-invariant kernels."
         )
 
     def report(self, timing: dict) -> list[Path]:
@@ -518,6 +535,17 @@ def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_deterministic_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deterministic",
+        nargs="?",
+        const=SEQUENTIAL,
+        choices=DETERMINISTIC_MODES,
+        help=f"text independent of batching: {SEQUENTIAL} (the default; one sequence at a time, slower) "
+        f"or {BATCH_INVARIANT} (vLLM's batch-invariant kernels; H100/H200)",
+    )
+
+
 def beam_count(text: str) -> int:
     """--num-beams: a whole number >= 1."""
     if not text.isdigit() or int(text) < 1:
@@ -554,7 +582,7 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     )
     parser.add_argument("--data-dir", help="override where the evaluation data lives")
     parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
-    parser.add_argument("--deterministic", action="store_true", help="text independent of batching (slower)")
+    add_deterministic_argument(parser)
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
     parser.add_argument(
         "--gpus", type=gpu_count, default=1, help="engine replicas, one per GPU, each on a share of the items"

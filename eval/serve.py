@@ -28,8 +28,20 @@ from pathlib import Path
 import yaml
 
 from eval.api_key import API_KEY_ENV, RequireApiKey, api_key, is_loopback
-from eval.backends import adapter_rank, has_cuda
-from eval.backends.vllm import CPU_ENGINE_ARGS, DETERMINISTIC_ENGINE_ARGS, use_all_cores_on_small_cpus
+from eval.backends import BATCH_INVARIANT, SEQUENTIAL, adapter_rank, has_cuda
+from eval.backends.vllm import (
+    BATCH_INVARIANT_ENV,
+    CPU_ENGINE_ARGS,
+    DETERMINISTIC_ENGINE_ARGS,
+    check_batch_invariant,
+    use_all_cores_on_small_cpus,
+)
+from eval.pipeline import (
+    EvaluationError,
+    add_deterministic_argument,
+    add_overrides_argument,
+    evaluation_overrides,
+)
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, wait_for_server
 from training.paths import FINISHED, default_run_dir
 from training.run_record import trained_every_weight
@@ -40,8 +52,8 @@ SHUTDOWN_TIMEOUT_S = 30
 
 
 def serve_command(
-    run_dir: Path, host: str, port: int, max_model_len: int, deterministic: bool = False,
-    shutdown_timeout: int = SHUTDOWN_TIMEOUT_S,
+    run_dir: Path, host: str, port: int, max_model_len: int, deterministic: str | None = None,
+    shutdown_timeout: int = SHUTDOWN_TIMEOUT_S, engine_args: dict | None = None,
 ) -> list[str]:  # fmt: skip
     """`vllm serve` for the run's base model with its adapter as the LoRA module `finetuned`
     (a full fine-tune: its model, named `finetuned`). The API key is not among the arguments:
@@ -63,11 +75,32 @@ def serve_command(
         "--shutdown-timeout", str(shutdown_timeout),
         "--middleware", f"{RequireApiKey.__module__}.{RequireApiKey.__name__}",
     ]  # fmt: skip
-    if deterministic:
+    if deterministic == SEQUENTIAL:
         cmd += cli_flags(DETERMINISTIC_ENGINE_ARGS)
     if not has_cuda():  # the engine the evaluator runs on a CPU
         cmd += cli_flags(CPU_ENGINE_ARGS)
-    return cmd + cli_flags(run["evaluation"].get("engine_args") or {})  # the recipe's last: they win
+    # the recipe's engine arguments, then OVERRIDES' one by one, last: they win
+    return cmd + cli_flags({**(run["evaluation"].get("engine_args") or {}), **(engine_args or {})})
+
+
+def serve_overrides(overrides: tuple[str, ...]) -> dict:
+    """OVERRIDES for the server: vLLM engine arguments only (evaluation.engine_args.KEY=VALUE)."""
+    chosen = evaluation_overrides(overrides)
+    others = sorted(set(chosen) - {"engine_args"})
+    if others:
+        raise EvaluationError(
+            f"OVERRIDES: make serve reads only evaluation.engine_args.KEY=VALUE (vLLM's engine arguments), "
+            f"not evaluation.{others[0]}"
+        )
+    return chosen.get("engine_args", {})
+
+
+def server_environment(deterministic: str | None) -> dict:
+    """What the server's environment needs beyond ours: vLLM's batch-invariant switch (checked first)."""
+    if deterministic != BATCH_INVARIANT:
+        return {}
+    check_batch_invariant()
+    return dict(BATCH_INVARIANT_ENV)
 
 
 def cli_flags(engine_args: dict) -> list[str]:
@@ -102,15 +135,16 @@ def exposure_error(host: str) -> str | None:
 
 @contextmanager
 def running_server(
-    run_dir: Path, port: int, log: Path, deterministic: bool = False, wait_s: float = 300
+    run_dir: Path, port: int, log: Path, deterministic: str | None = None, wait_s: float = 300
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A `make serve` server on 127.0.0.1:``port`` for the block's duration (the serving
     benchmark's, the tests'), its output in ``log``: yields its URL and process, then stops it."""
     if not has_cuda():
         use_all_cores_on_small_cpus()
     cmd = serve_command(run_dir, "127.0.0.1", port, context_length(run_dir), deterministic)
+    env = {**os.environ, **server_environment(deterministic)}
     with log.open("w") as out:
-        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -145,14 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--host", default="127.0.0.1", help=f"any other address needs {API_KEY_ENV}")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--deterministic", action="store_true", help="one sequence at a time: batch-independent text"
-    )
+    add_deterministic_argument(parser)
     parser.add_argument(
         "--shutdown-timeout", type=int, default=SHUTDOWN_TIMEOUT_S,
         help="seconds requests in flight get to finish after SIGTERM/Ctrl-C",
     )  # fmt: skip
-    args = parser.parse_args(argv)
+    add_overrides_argument(parser)
+    args = parser.parse_intermixed_args(argv)
+    try:
+        engine_args = serve_overrides(tuple(args.overrides))
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if error := exposure_error(args.host):
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -163,8 +201,19 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        os.environ.update(server_environment(args.deterministic))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     cmd = serve_command(
-        run_dir, args.host, args.port, context_length(run_dir), args.deterministic, args.shutdown_timeout
+        run_dir,
+        args.host,
+        args.port,
+        context_length(run_dir),
+        args.deterministic,
+        args.shutdown_timeout,
+        engine_args,
     )
     if not has_cuda():
         use_all_cores_on_small_cpus()

@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 MAKEFILE = (REPO / "Makefile").read_text()
 PHONY = re.search(r"^\.PHONY:(.*)$", MAKEFILE, re.M).group(1).split()
-TAKE_OVERRIDES = {"train", "check", "sweep", "eval", "eval-checkpoints"}
+TAKE_OVERRIDES = {"train", "check", "sweep", "eval", "eval-checkpoints", "serve"}
 # set-up and tooling targets, named in help but with nothing to override
 NO_RECIPE = {
     "help",
@@ -42,7 +42,22 @@ def test_targets_that_read_no_recipe_keys_refuse_overrides(target):
     assert done.returncode != 0 and f"make {target} reads no OVERRIDES" in done.stderr
 
 
-@pytest.mark.parametrize("target", ["eval", "eval-checkpoints"])
-def test_evaluating_targets_pass_overrides_on(target):
-    done = make(target, "OVERRIDES=evaluation.max_new_tokens=64")
-    assert done.returncode == 0 and "evaluation.max_new_tokens=64" in done.stdout
+@pytest.mark.parametrize(
+    ("target", "override"),
+    [
+        ("eval", "evaluation.max_new_tokens=64"),
+        ("eval-checkpoints", "evaluation.max_new_tokens=64"),
+        ("serve", "evaluation.engine_args.max_num_seqs=4"),
+    ],
+)
+def test_evaluating_targets_pass_overrides_on(target, override):
+    done = make(target, f"OVERRIDES={override}")
+    assert done.returncode == 0 and override in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "flag"), [("1", "--deterministic "), ("batch-invariant", "--deterministic batch-invariant ")]
+)
+def test_deterministic_passes_the_mode_it_names(value, flag):
+    done = make("eval", f"DETERMINISTIC={value}")
+    assert done.returncode == 0 and flag in done.stdout + " "

@@ -57,6 +57,13 @@ def heartbeat(what: str, every: float = ENGINE_START_BEAT_S) -> Iterator[None]:
     log.info("%s: started in %.1f s", what, time.monotonic() - started)
 
 
+# DETERMINISTIC=: greedy text independent of which requests share a batch. sequential: one
+# sequence at a time (any backend, any machine); batch-invariant: vLLM's batch-invariant
+# kernels at full batching (VLLM_BATCH_INVARIANT=1; NVIDIA GPUs of compute capability 9.0+)
+SEQUENTIAL, BATCH_INVARIANT = "sequential", "batch-invariant"
+DETERMINISTIC_MODES = (SEQUENTIAL, BATCH_INVARIANT)
+
+
 # beam search's length normalization, the same on every backend (1.0: divide by length)
 LENGTH_PENALTY = 1.0
 
@@ -84,7 +91,9 @@ class EngineSettings:
     batch_size: int = 16  # requests per generate call where the backend batches itself (hf)
     max_lora_rank: int | None = None  # serve LoRA adapters per request (vllm), up to this rank
     max_loras: int = 1  # adapters one batch may mix (vllm): several checkpoints share one engine
-    deterministic: bool = False  # results independent of which requests share a batch
+    deterministic: str | None = (
+        None  # one of DETERMINISTIC_MODES: text independent of which requests share a batch
+    )
     four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
     dtype: str | None = None  # None: bf16 where supported (vLLM; hf on a GPU), else fp32 (hf on a CPU)
     # None: the model's own tokenizer; the evaluator passes the base's, which encoded its prompts

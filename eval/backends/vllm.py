@@ -8,7 +8,9 @@ import os
 from collections.abc import Sequence
 
 from eval.backends import (
+    BATCH_INVARIANT,
     LENGTH_PENALTY,
+    SEQUENTIAL,
     Adapters,
     EngineSettings,
     Generation,
@@ -22,6 +24,9 @@ from eval.backends import (
 CPU_ENGINE_ARGS = {"dtype": "bfloat16", "gpu_memory_utilization": 0.2, "enforce_eager": True}
 # one sequence per step: greedy text no longer depends on which requests share a batch
 DETERMINISTIC_ENGINE_ARGS = {"max_num_seqs": 1}
+# vLLM's batch-invariant kernels, read by the engine's processes at start
+BATCH_INVARIANT_ENV = {"VLLM_BATCH_INVARIANT": "1"}
+BATCH_INVARIANT_MIN_CAPABILITY = (9, 0)  # H100, H200 and newer (vLLM's batch invariance docs)
 # what fixes the shapes of a model's weights: another model may reload into the engine only
 # where these match
 ARCHITECTURE_KEYS = (
@@ -78,7 +83,7 @@ def engine_kwargs(model: str, settings: EngineSettings, seed: int, cuda: bool) -
             max_loras=settings.max_loras,
             max_cpu_loras=max(settings.max_loras, 1),
         )
-    if settings.deterministic:
+    if settings.deterministic == SEQUENTIAL:
         kwargs.update(DETERMINISTIC_ENGINE_ARGS)
     if not cuda:
         kwargs.update(CPU_ENGINE_ARGS)
@@ -104,6 +109,24 @@ def check_engine_args(engine_args: dict) -> None:
         )
 
 
+def check_batch_invariant() -> None:
+    """Refuse DETERMINISTIC=batch-invariant where vLLM has no batch-invariant kernels."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"DETERMINISTIC={BATCH_INVARIANT} needs an NVIDIA GPU (H100, H200 or newer) and none is "
+            f"visible: use DETERMINISTIC=1 ({SEQUENTIAL}, one sequence at a time) here"
+        )
+    found = torch.cuda.get_device_capability()
+    if found < BATCH_INVARIANT_MIN_CAPABILITY:
+        raise ValueError(
+            f"DETERMINISTIC={BATCH_INVARIANT} needs a GPU of compute capability "
+            f"{'.'.join(map(str, BATCH_INVARIANT_MIN_CAPABILITY))} or more (H100, H200); this one has "
+            f"{'.'.join(map(str, found))}: use DETERMINISTIC=1 ({SEQUENTIAL})"
+        )
+
+
 class VLLMBackend:
     """One vLLM engine for a model, optionally serving LoRA adapters on top (no merge)."""
 
@@ -113,6 +136,9 @@ class VLLMBackend:
     reloads_weights = True  # load_weights_from: a same-architecture model replaces the weights
 
     def __init__(self, model: str, settings: EngineSettings, adapter: str | None = None, seed: int = 0):
+        if settings.deterministic == BATCH_INVARIANT:
+            check_batch_invariant()
+            os.environ.update(BATCH_INVARIANT_ENV)
         from vllm import LLM
 
         if adapter:

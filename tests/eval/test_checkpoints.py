@@ -99,7 +99,12 @@ def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(
     assert set(texts_of(tmp_path / "same")["base"]) == {"from the first run"}
 
     other = EvalRequest(
-        "tiny", run_dir=checkpoint_run, backend="hf", limit=3, out_dir=tmp_path / "other", deterministic=True
+        "tiny",
+        run_dir=checkpoint_run,
+        backend="hf",
+        limit=3,
+        out_dir=tmp_path / "other",
+        deterministic="sequential",
     )
     assert evaluate_checkpoints(other, base_from=[source]) == 0  # other settings: generated here
     assert "from the first run" not in texts_of(tmp_path / "other")["base"]
@@ -115,7 +120,9 @@ def test_the_base_is_taken_from_another_evaluation_only_when_its_settings_match(
 def test_one_vllm_engine_serves_every_checkpoint_as_its_own_adapter(checkpoint_run):
     """Requests of both checkpoints share one engine's batches and each gets its own adapter:
     the same text as an engine per checkpoint (deterministic mode)."""
-    common = dict(run_dir=checkpoint_run, backend="vllm", adapter_mode="lora", limit=3, deterministic=True)
+    common = dict(
+        run_dir=checkpoint_run, backend="vllm", adapter_mode="lora", limit=3, deterministic="sequential"
+    )
     shared = CheckpointEvaluation(EvalRequest("tiny", out_dir=checkpoint_run / "shared", **common), "shared")
     shared.setup()
     assert shared.shared and shared.engine_settings.max_loras == 2
@@ -138,7 +145,9 @@ def test_merged_checkpoints_reloaded_into_one_vllm_engine_generate_as_fresh_engi
     weights in place and generates the same text as a new engine started on that copy. The
     reload is real: the base and the two different random adapters give three different texts."""
     pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
-    common = dict(run_dir=checkpoint_run, backend="vllm", adapter_mode="merged", limit=3, deterministic=True)
+    common = dict(
+        run_dir=checkpoint_run, backend="vllm", adapter_mode="merged", limit=3, deterministic="sequential"
+    )
     reloaded = CheckpointEvaluation(EvalRequest("tiny", out_dir=checkpoint_run / "reloaded", **common))
     reloaded.setup()
     timing = reloaded.generate()

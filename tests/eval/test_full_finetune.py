@@ -72,7 +72,7 @@ def test_full_checkpoints_get_an_engine_each_with_vllm(full_run):
     reload left the tied output layer stale (the texts differed from fresh engines'), so each
     full checkpoint starts its own engine."""
     pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
-    request = EvalRequest("tiny", run_dir=full_run, backend="vllm", limit=3, deterministic=True)
+    request = EvalRequest("tiny", run_dir=full_run, backend="vllm", limit=3, deterministic="sequential")
     evaluation = CheckpointEvaluation(request)
     evaluation.setup()
     timing = evaluation.generate()
@@ -100,7 +100,7 @@ def test_a_full_fine_tune_with_untied_embeddings_needs_one_vllm_engine(
     run["base_model"] = str(tiny_llama_untied)
     (full_run / "run.yml").write_text(yaml.safe_dump(run))
     perturbed_model(full_run / "adapter", tiny_llama_untied, seed=1)
-    common = dict(run_dir=full_run, backend="vllm", limit=3, deterministic=True)
+    common = dict(run_dir=full_run, backend="vllm", limit=3, deterministic="sequential")
 
     assert evaluate(EvalRequest("tiny", out_dir=full_run / "one", **common)) == 0
     monkeypatch.setattr(pipeline, "reloads_exactly", lambda *args: False)

@@ -37,7 +37,7 @@ def dialogues(tmp_path):
 def test_served_adapter_summarizes_like_the_evaluator(tiny_run, dialogues, tmp_path):
     port = free_port()
     cmd = serve_command(
-        tiny_run, "127.0.0.1", port, max_model_len=512 + client.MAX_NEW_TOKENS, deterministic=True
+        tiny_run, "127.0.0.1", port, max_model_len=512 + client.MAX_NEW_TOKENS, deterministic="sequential"
     )
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -68,7 +68,9 @@ def test_served_adapter_summarizes_like_the_evaluator(tiny_run, dialogues, tmp_p
     prompts = [fmt.encode_prompt(ex).input_ids for ex in client.read_dialogues(dialogues)]
     engine = VLLMBackend(
         run["base_model"],
-        EngineSettings(max_model_len=512 + client.MAX_NEW_TOKENS, max_lora_rank=8, deterministic=True),
+        EngineSettings(
+            max_model_len=512 + client.MAX_NEW_TOKENS, max_lora_rank=8, deterministic="sequential"
+        ),
     )
     expected = engine.generate(
         prompts, 12, stop_token_ids(run["base_model"], fmt.stop_token_ids), adapter=str(tiny_run / "adapter")

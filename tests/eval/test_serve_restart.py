@@ -45,7 +45,10 @@ def test_sigterm_under_load_drains_and_summarize_resumes_to_the_uninterrupted_ou
     partial = out.with_suffix(".partial.jsonl")
     settings = {"max_new_tokens": MAX_NEW, "batch_size": BATCH}
 
-    with running_server(tiny_run, free_port(), tmp_path / "first.log", deterministic=True) as (url, server):
+    with running_server(tiny_run, free_port(), tmp_path / "first.log", deterministic="sequential") as (
+        url,
+        server,
+    ):
         summarizing = subprocess.Popen(
             [sys.executable, str(REPO / "scripts" / "summarize.py"), "tiny", str(dialogues), "--run-dir",
              str(tiny_run), "--url", url, "--out", str(out), "--batch-size", str(BATCH), "--max-new-tokens",
@@ -83,7 +86,10 @@ def test_sigterm_under_load_drains_and_summarize_resumes_to_the_uninterrupted_ou
             sent_prompts.extend(payload["prompt"])
         return real_request(url, payload, timeout)
 
-    with running_server(tiny_run, free_port(), tmp_path / "again.log", deterministic=True) as (url, _):
+    with running_server(tiny_run, free_port(), tmp_path / "again.log", deterministic="sequential") as (
+        url,
+        _,
+    ):
         monkeypatch.setattr(client, "request", spy)
         resumed = [json.loads(line) for line in client.summarize(tiny_run, dialogues, out, url, **settings).read_text().splitlines()]  # fmt: skip
         asked_again = len(sent_prompts)
