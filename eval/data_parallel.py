@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -124,6 +125,7 @@ def generate(evaluation: Evaluation, count: int, cuda: bool) -> dict:
     if left:
         raise EvaluationError(f"the replicas ended without generating {left}: run the same command again")
     replicas = [json.loads((shards_dir / f"timing-{i}.json").read_text()) for i in range(count)]
+    shutil.rmtree(shards_dir)  # the replicas' request and figures: in the report from here on
     return merged_timing(replicas, wall)
 
 
