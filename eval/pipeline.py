@@ -16,6 +16,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -163,8 +164,7 @@ def evaluation_overrides(overrides: tuple[str, ...]) -> dict:
             raise EvaluationError(
                 f"OVERRIDES: '{text}' is not an evaluation.KEY=VALUE setting; evaluating reads only the "
                 "recipe's evaluation: block (e.g. evaluation.max_new_tokens=64, evaluation.engine_args.enforce_eager=true). "
-                "A training key needs a new "
-                "run: make train OVERRIDES=..."
+                "A training key needs a new run: make train OVERRIDES=..."
             )
         chosen[keys[1]] = value
     if chosen:
@@ -173,6 +173,12 @@ def evaluation_overrides(overrides: tuple[str, ...]) -> dict:
         except ValueError as err:
             raise EvaluationError(f"OVERRIDES: {err}") from None
     return chosen
+
+
+def engine_args_of(run: dict, given: dict | None) -> dict:
+    """The run's vLLM engine arguments with those OVERRIDES gave one by one: they join the
+    recipe's instead of replacing them."""
+    return {**(run["evaluation"].get(ENGINE_ARGS) or {}), **(given or {})}
 
 
 def seeded_subset(examples: list[Example], limit: int | None) -> list[Example]:
@@ -218,11 +224,7 @@ class Evaluation:
         defaults = project_defaults()["evaluation"]
         overridden = evaluation_overrides(self.request.overrides)
         chosen = {**defaults, **self.run["evaluation"], **overridden}
-        # engine arguments given one by one join the recipe's instead of replacing them
-        chosen[ENGINE_ARGS] = {
-            **self.run["evaluation"].get(ENGINE_ARGS, {}),
-            **overridden.get(ENGINE_ARGS, {}),
-        }
+        chosen[ENGINE_ARGS] = engine_args_of(self.run, overridden.get(ENGINE_ARGS))
         return {**chosen, **{k: v for k, v in given.items() if v is not None}}
 
     def setup(self) -> None:
@@ -335,11 +337,15 @@ class Evaluation:
             "format": self.run["data"]["format"],
             "data": self.loaded.source,
             "deterministic": self.request.deterministic or False,
-            # only when set: evaluations from before the key existed keep their generations
-            **({"engine_args": self.engine_settings.engine_args} if self.engine_settings.engine_args else {}),
+            **self.engine_args_entry(),  # only when set: older evaluations keep their generations
             "adapter_trained": (self.run_dir / FINISHED).read_text().strip(),
             "adapter": str(self.trained),
         }
+
+    def engine_args_entry(self) -> dict:
+        """``{"engine_args": ...}`` when the recipe or OVERRIDES gave any, else nothing."""
+        given = self.engine_settings.engine_args
+        return {ENGINE_ARGS: given} if given else {}
 
     def open_partials(self) -> dict[str, PartialPredictions]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -473,7 +479,7 @@ class Evaluation:
             "stop_token_ids": self.stop,
             "decoding": self.decoding(),
             "deterministic": self.request.deterministic,
-            **({"engine_args": self.engine_settings.engine_args} if self.engine_settings.engine_args else {}),
+            **self.engine_args_entry(),
             **timing,
             "stability": self.stability_note(),
             "prompt_format": self.run["data"]["format"],
@@ -546,18 +552,19 @@ def add_deterministic_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def beam_count(text: str) -> int:
-    """--num-beams: a whole number >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1 (1: greedy)")
-    return int(text)
+def at_least_one(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1, else "'<text>' is not <what>"."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return int(text)
+
+    return parse
 
 
-def gpu_count(text: str) -> int:
-    """--gpus: a whole number >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GPUs >= 1")
-    return int(text)
+beam_count = at_least_one("a whole number >= 1 (1: greedy)")  # --num-beams
+gpu_count = at_least_one("a whole number of GPUs >= 1")  # --gpus
 
 
 def parse_args(argv: list[str] | None) -> EvalRequest:

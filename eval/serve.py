@@ -37,9 +37,11 @@ from eval.backends.vllm import (
     use_all_cores_on_small_cpus,
 )
 from eval.pipeline import (
+    ENGINE_ARGS,
     EvaluationError,
     add_deterministic_argument,
     add_overrides_argument,
+    engine_args_of,
     evaluation_overrides,
 )
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, wait_for_server
@@ -79,20 +81,19 @@ def serve_command(
         cmd += cli_flags(DETERMINISTIC_ENGINE_ARGS)
     if not has_cuda():  # the engine the evaluator runs on a CPU
         cmd += cli_flags(CPU_ENGINE_ARGS)
-    # the recipe's engine arguments, then OVERRIDES' one by one, last: they win
-    return cmd + cli_flags({**(run["evaluation"].get("engine_args") or {}), **(engine_args or {})})
+    return cmd + cli_flags(engine_args_of(run, engine_args))  # last: they win
 
 
 def serve_overrides(overrides: tuple[str, ...]) -> dict:
     """OVERRIDES for the server: vLLM engine arguments only (evaluation.engine_args.KEY=VALUE)."""
     chosen = evaluation_overrides(overrides)
-    others = sorted(set(chosen) - {"engine_args"})
+    others = sorted(set(chosen) - {ENGINE_ARGS})
     if others:
         raise EvaluationError(
             f"OVERRIDES: make serve reads only evaluation.engine_args.KEY=VALUE (vLLM's engine arguments), "
             f"not evaluation.{others[0]}"
         )
-    return chosen.get("engine_args", {})
+    return chosen.get(ENGINE_ARGS, {})
 
 
 def server_environment(deterministic: str | None) -> dict:

@@ -91,16 +91,14 @@ class EngineSettings:
     batch_size: int = 16  # requests per generate call where the backend batches itself (hf)
     max_lora_rank: int | None = None  # serve LoRA adapters per request (vllm), up to this rank
     max_loras: int = 1  # adapters one batch may mix (vllm): several checkpoints share one engine
-    deterministic: str | None = (
-        None  # one of DETERMINISTIC_MODES: text independent of which requests share a batch
-    )
+    # one of DETERMINISTIC_MODES: text independent of which requests share a batch
+    deterministic: str | None = None
     four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
     dtype: str | None = None  # None: bf16 where supported (vLLM; hf on a GPU), else fp32 (hf on a CPU)
     # None: the model's own tokenizer; the evaluator passes the base's, which encoded its prompts
     tokenizer: str | None = None
-    engine_args: dict = field(
-        default_factory=dict
-    )  # evaluation.engine_args: more vLLM engine arguments (vllm)
+    # evaluation.engine_args: more vLLM engine arguments (vllm)
+    engine_args: dict = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -136,8 +136,7 @@ class VLLMBackend:
     reloads_weights = True  # load_weights_from: a same-architecture model replaces the weights
 
     def __init__(self, model: str, settings: EngineSettings, adapter: str | None = None, seed: int = 0):
-        if settings.deterministic == BATCH_INVARIANT:
-            check_batch_invariant()
+        if settings.deterministic == BATCH_INVARIANT:  # Evaluation.setup checked the GPU for it
             os.environ.update(BATCH_INVARIANT_ENV)
         from vllm import LLM
 
