@@ -59,6 +59,8 @@ def faithfulness_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default="dialogsum")
     parser.add_argument("--split", default="test")
     args = parser.parse_args(argv)
+    from eval.report import pct_ci  # with numpy: loaded for this command only
+
     try:
         dialogues = dialogues_by_id(args.corpus, args.split, args.data_dir)
         results = {published: check_published(published, dialogues) for published in args.published}
@@ -69,10 +71,7 @@ def faithfulness_main(argv: list[str] | None = None) -> int:
     for published, checks in results.items():
         result = checks["faithfulness"]
         share, diff = result["share"], result["difference"]
-        cells = [
-            f"{100 * share[s]['mean']:.1f}% [{100 * share[s]['low']:.1f}, {100 * share[s]['high']:.1f}]"
-            for s in SYSTEMS
-        ]
+        cells = [pct_ci(share[s]) for s in SYSTEMS]
         gap = f"{100 * diff['diff']:+.1f} [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}]"
         print(f"| `{published.name}` | {cells[0]} | {cells[1]} | {gap} |")
     return 0

@@ -226,7 +226,8 @@ def example_items(rows: list[dict], result: dict) -> list[Section]:
     return sections
 
 
-def _pct_ci(v: dict) -> str:
+def pct_ci(v: dict) -> str:
+    """A share with its interval, as the report and check_faithfulness.py print it."""
     return f"{100 * v['mean']:.1f}% [{100 * v['low']:.1f}, {100 * v['high']:.1f}]"
 
 
@@ -243,7 +244,7 @@ def check_table(check: dict) -> Table:
     rows = []
     for name in SYSTEMS:
         counts = Counter(span.kind for spans in check["spans"][name] for span in spans)
-        rows.append([LABELS[name], _pct_ci(check["share"][name]), *[str(counts[k]) for k in check["kinds"]]])
+        rows.append([LABELS[name], pct_ci(check["share"][name]), *[str(counts[k]) for k in check["kinds"]]])
     d = check["difference"]
     rows.append(
         [
