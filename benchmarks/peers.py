@@ -24,6 +24,7 @@ from training.paths import REPO
 AXOLOTL_EXAMPLE = REPO / "benchmarks" / "configs" / "axolotl-llama-3-qlora.yml"
 PEERS_DIR = REPO / ".venv" / "peers"  # make env-peers: Unsloth, kept out of the training environment
 PEERS = ("axolotl_example", "unsloth")
+METER = "benchmarks.train_meter.BenchMeter"  # the plugin that times every run of the benchmark
 
 
 def recipe_rows(model_dir: Path, data_dir: Path, run_dir: Path) -> tuple[Path, str]:
@@ -54,6 +55,7 @@ def axolotl_example_config(
     """The stock example with only what a benchmark must change; the changes as table notes.
     Without a GPU it gets the CPU settings the runner gives every recipe (training/hardware.py)."""
     from training.hardware import adapt_to_cpu
+    from training.recipe import add_plugin
 
     config = yaml.safe_load(AXOLOTL_EXAMPLE.read_text())
     train_file, strategy = rows
@@ -64,8 +66,8 @@ def axolotl_example_config(
         max_steps=steps,
         output_dir=str(run_dir / "adapter"),
         dataset_prepared_path=str(run_dir / "prepared"),
-        plugins=[*(config.get("plugins") or []), "benchmarks.train_meter.BenchMeter"],
     )
+    add_plugin(config, METER)
     changes = ["model", "data: the recipe's rows", f"sequence_len {sequence_len}", f"{steps} steps"]
     if config.get("attn_implementation") == "flash_attention_2" and not flash_attn:
         config["attn_implementation"] = "sdpa"

@@ -40,6 +40,7 @@ import yaml
 from benchmarks import peers
 from benchmarks.plain_qlora_loop import recipe_lora, run_baseline
 from training.paths import REPO, RUNS
+from training.recipe import add_plugin
 
 PEAK_BF16_FLOPS = 790e12  # dense bf16 matmul, measured on an H100 80GB HBM3
 PARAMS = 8.03e9  # Llama-3-8B
@@ -99,8 +100,9 @@ def recipe_pad_token() -> str:
 def plugins_override(overrides: list[str]) -> str:
     """The meter joins the plugins the variant trains with (the recipe's, or a ``plugins=``
     override's); it comes after the variant's overrides, which it would otherwise replace."""
-    plugins = [*(resolved_recipe(overrides).get("plugins") or []), "benchmarks.train_meter.BenchMeter"]
-    return f"plugins=[{','.join(plugins)}]"
+    config = resolved_recipe(overrides)
+    add_plugin(config, peers.METER)
+    return f"plugins=[{','.join(config['plugins'])}]"
 
 
 def run_recipe(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from training.recipe import add_plugin
+
 # Axolotl picks fp16 when precision is left out on CPU, and its LoRA kernels and flash
 # attention assert CUDA: a CPU run needs all of these set explicitly.
 CPU_SETTINGS = {
@@ -60,6 +62,11 @@ def adapt_to_cpu(config: dict, processes: int = 1) -> list[str]:
     return changes
 
 
+def gpu_found(gpu_gib: float | None) -> str:
+    """What a memory choice was made on, for its record."""
+    return "no GPU" if gpu_gib is None else f"smallest GPU in use: {gpu_gib:.1f} GiB"
+
+
 def choose_checkpointing(config: dict, memory: dict, gpu_gib: float | None) -> str | None:
     """Resolve ``gradient_checkpointing: auto`` for the smallest GPU in use (``None``: no
     GPU): off from ``memory.checkpointing_off_from_gib``, on below. Returns the choice, for
@@ -68,8 +75,7 @@ def choose_checkpointing(config: dict, memory: dict, gpu_gib: float | None) -> s
         return None
     threshold = memory["checkpointing_off_from_gib"]
     config["gradient_checkpointing"] = gpu_gib is None or gpu_gib < threshold
-    found = "no GPU" if gpu_gib is None else f"smallest GPU in use: {gpu_gib:.1f} GiB"
-    return f"gradient_checkpointing: auto -> {config['gradient_checkpointing']} ({found}; off from {threshold} GiB)"
+    return f"gradient_checkpointing: auto -> {config['gradient_checkpointing']} ({gpu_found(gpu_gib)}; off from {threshold} GiB)"
 
 
 def choose_nf4_round_trip(config: dict, memory: dict, gpu_gib: float | None) -> str | None:
@@ -83,8 +89,7 @@ def choose_nf4_round_trip(config: dict, memory: dict, gpu_gib: float | None) -> 
     if config.get("adapter") != "qlora" or threshold is None:
         return None
     if gpu_gib is None or gpu_gib < threshold:
-        found = "no GPU" if gpu_gib is None else f"smallest GPU in use: {gpu_gib:.1f} GiB"
-        return f"base: 4-bit NF4 ({found}; the bf16 NF4 round trip from {threshold} GiB)"
+        return f"base: 4-bit NF4 ({gpu_found(gpu_gib)}; the bf16 NF4 round trip from {threshold} GiB)"
     config.update(adapter="lora", load_in_4bit=False)
-    config["plugins"] = [*(config.get("plugins") or []), PLUGIN]
-    return f"base: bf16 at its NF4 round-trip values (smallest GPU in use: {gpu_gib:.1f} GiB; from {threshold} GiB)"
+    add_plugin(config, PLUGIN)
+    return f"base: bf16 at its NF4 round-trip values ({gpu_found(gpu_gib)}; from {threshold} GiB)"

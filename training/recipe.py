@@ -208,6 +208,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise RecipeError(f"override '{text}': the value is not valid YAML (quote it)") from None
 
 
+def add_plugin(config: dict, plugin: str) -> None:
+    """Append an Axolotl plugin to the config's ``plugins:``, after the recipe's own."""
+    config["plugins"] = [*(config.get("plugins") or []), plugin]
+
+
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     config = copy.deepcopy(config)
     for text in overrides:

@@ -35,7 +35,7 @@ from training.hardware import adapt_to_cpu, choose_checkpointing, choose_nf4_rou
 from training.launch import Launch, apply_strategy, build_command, check_launch, trainer_environment
 from training.model_card import write_training_card
 from training.paths import FINISHED, REPO, default_run_dir
-from training.recipe import RecipeError, Resolved, resolve
+from training.recipe import RecipeError, Resolved, add_plugin, resolve
 from training.run_summary import one_line, summarize_training
 
 log = logging.getLogger("train")
@@ -130,7 +130,7 @@ RANK_REPORT = "training.ranks.RankReportPlugin"
 
 
 def attach_rank_report(config: dict) -> None:
-    config["plugins"] = [*(config.get("plugins") or []), RANK_REPORT]
+    add_plugin(config, RANK_REPORT)
 
 
 def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
