@@ -77,10 +77,6 @@ def axolotl_example_config(
     return config, changes
 
 
-def example_lora(config: dict) -> str:
-    return f"r{config['lora_r']} / alpha {config['lora_alpha']}, all linear"
-
-
 def axolotl_example_command(config_file: Path) -> list[str]:
     """Axolotl's own train command, as its README gives it (one process)."""
     return [sys.executable, "-m", "axolotl.cli.train", str(config_file)]

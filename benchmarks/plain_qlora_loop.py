@@ -32,6 +32,22 @@ def recipe_lora(cfg: dict) -> dict:
     }
 
 
+def lora_label(r: int, alpha: int, target: str = "all linear") -> str:
+    """How the benchmark's table names an adapter's shape."""
+    return f"r{r} / alpha {alpha}, {target}"
+
+
+def shuffled_encodings(fmt, data_dir: Path, width: int, seed: int, count: int | None = None) -> list:
+    """DialogSum's training dialogues in one seeded order (its first ``count``), encoded for
+    training by the prompt format: what every run of the benchmark that packs or batches
+    itself trains on."""
+    from datasets_fmt.sources import load_examples
+
+    examples = load_examples("dialogsum", "train", str(data_dir)).examples
+    order = random.Random(seed).sample(range(len(examples)), len(examples))[:count]
+    return [fmt.encode_train(examples[i], width) for i in order]
+
+
 MicroBatch = tuple[dict, int]  # model inputs, real (non-pad) tokens
 
 
@@ -87,18 +103,14 @@ def run_baseline(model_dir: Path, data_dir: Path, steps: int, packed: bool, seed
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     from datasets_fmt.prompts import get_format
-    from datasets_fmt.sources import load_examples
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     fmt = get_format("chat", tok)
-    examples = load_examples("dialogsum", "train", str(data_dir)).examples
-    order = random.Random(seed).sample(range(len(examples)), len(examples))
     if packed:
-        width = recipe["sequence_len"]
-        encodings = [fmt.encode_train(examples[i], width) for i in order]
+        encodings = shuffled_encodings(fmt, data_dir, recipe["sequence_len"], seed)
         batches = packed_steps(encodings, steps, tok.pad_token_id, recipe)
     else:
-        encodings = [fmt.encode_train(examples[i], 2048) for i in order[: steps * BASELINE_BATCH]]
+        encodings = shuffled_encodings(fmt, data_dir, 2048, seed, steps * BASELINE_BATCH)
         batches = padded_steps(encodings, steps, tok.pad_token_id)
     lora = recipe_lora(recipe) if packed else BASELINE_LORA
     started = time.time()
@@ -147,7 +159,7 @@ def run_baseline(model_dir: Path, data_dir: Path, steps: int, packed: bool, seed
     return {
         "name": "baseline_packed" if packed else "baseline",
         "what": f"transformers+PEFT+bnb, LoRA r{lora['r']} {target}, {shape}, GC",
-        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, {target}",
+        "lora": lora_label(lora["r"], lora["lora_alpha"], target),
         "len_tokenizer": len(tok),
         "pad_token_id": tok.pad_token_id,
         "trainable_params": sum(p.numel() for p in trainable),

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from benchmarks import peers
-from benchmarks.plain_qlora_loop import recipe_lora, run_baseline
+from benchmarks.plain_qlora_loop import lora_label, recipe_lora, run_baseline
 from training.paths import REPO, RUNS
 from training.recipe import add_plugin
 
@@ -134,11 +134,7 @@ def run_recipe(
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args]
     env = {"BENCH_JSON": str(json_file), **({"BENCH_PROFILE": profile} if profile else {})}
     lora = recipe_lora(resolved_recipe(overrides))
-    info = {
-        "name": name,
-        "lora": f"r{lora['r']} / alpha {lora['lora_alpha']}, all linear",
-        "overrides": overrides,
-    }
+    info = {"name": name, "lora": lora_label(lora["r"], lora["lora_alpha"]), "overrides": overrides}
     return run_measured(cmd, env, json_file, timeout, info)
 
 
@@ -152,14 +148,11 @@ def run_peer(name: str, model_dir: Path, data_dir: Path, steps: int, out: Path, 
         s = peer_settings(resolved_recipe())
         cmd = peers.unsloth_command(model_dir, data_dir, steps, json_file)
         env = {"BENCH_JSON": str(json_file), "BENCH_OUTPUT_DIR": str(run_dir), **peers.peer_environment()}
-        info = {
-            "lora": f"r{s['lora_r']} / alpha {s['lora_alpha']}, all linear",
-            "changes": ["the recipe's settings"],
-        }
+        info = {"lora": lora_label(s["lora_r"], s["lora_alpha"]), "changes": ["the recipe's settings"]}
     else:
-        rows = peers.recipe_rows(model_dir, data_dir, run_dir)
         import torch
 
+        rows = peers.recipe_rows(model_dir, data_dir, run_dir)
         sequence_len = resolved_recipe()["sequence_len"]
         config, changes = peers.axolotl_example_config(
             model_dir,
@@ -174,7 +167,7 @@ def run_peer(name: str, model_dir: Path, data_dir: Path, steps: int, out: Path, 
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         cmd = peers.axolotl_example_command(config_file)
         env = {"BENCH_JSON": str(json_file), "PYTHONPATH": str(REPO), "AXOLOTL_DO_NOT_TRACK": "1"}
-        info = {"lora": peers.example_lora(config), "changes": changes}
+        info = {"lora": lora_label(config["lora_r"], config["lora_alpha"]), "changes": changes}
     return run_measured(cmd, env, json_file, timeout, {"name": name, **info}, cwd=run_dir)
 
 
@@ -341,9 +334,10 @@ def main() -> int:
             for packed in (False, True):
                 name, rc = run_baseline_process(a, packed)
                 print(f"{name}: rc={rc}", flush=True)
+        profiles = dict(spec.split("=", 1) for spec in a.profile)
         for spec in a.variant:
             name, _, rest = spec.partition(":")
-            profile = dict(p.split("=", 1) for p in a.profile).get(name)
+            profile = profiles.get(name)
             report(
                 run_recipe(name, rest.split(), a.model, a.data_dir, a.steps, a.out, a.timeout, profile),
                 a.warmup,

@@ -17,34 +17,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.plain_qlora_loop import shuffled_encodings
 from benchmarks.train_throughput import RECIPE, resolved_recipe
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def tokenized_rows(tokenizer: Any, data_dir: Path, sequence_len: int, rows: int, seed: int) -> list[dict]:
-    """The first ``rows`` DialogSum training dialogues in a seeded order, encoded as the recipe
-    encodes them; ``completion_mask`` marks the tokens TRL puts the loss on (the summary and
-    its end-of-turn token), the labels the recipe trains on."""
+    """``rows`` DialogSum training dialogues in the benchmark's seeded order, encoded as the
+    recipe encodes them; ``completion_mask`` marks the tokens TRL puts the loss on (the summary
+    and its end-of-turn token), the labels the recipe trains on."""
     from datasets_fmt.prompts import IGNORE_INDEX, get_format
-    from datasets_fmt.sources import load_examples
     from training.recipe import resolve
 
     fmt = get_format(resolve(RECIPE, []).project["data"]["format"], tokenizer)
-    examples = load_examples("dialogsum", "train", str(data_dir)).examples
-    order = random.Random(seed).sample(range(len(examples)), min(rows, len(examples)))
-    out = []
-    for i in order:
-        enc = fmt.encode_train(examples[i], sequence_len)
-        out.append(
-            {"input_ids": enc.input_ids, "completion_mask": [int(x != IGNORE_INDEX) for x in enc.labels]}
-        )
-    return out
+    return [
+        {"input_ids": enc.input_ids, "completion_mask": [int(x != IGNORE_INDEX) for x in enc.labels]}
+        for enc in shuffled_encodings(fmt, data_dir, sequence_len, seed, rows)
+    ]
 
 
 def peer_settings(recipe: dict) -> dict:
