@@ -164,11 +164,8 @@ class CheckpointEvaluation(Evaluation):
         ]
 
     def pending(self) -> list[System]:
-        return [
-            s
-            for s in self.checkpoint_systems()
-            if not all(ex.id in self.partials[s.name].done for ex in self.examples)
-        ]
+        missing = self.missing()
+        return [s for s in self.checkpoint_systems() if s.name in missing]
 
     # -- generate --------------------------------------------------------------------------
     def generate(self) -> dict:

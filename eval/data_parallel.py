@@ -97,7 +97,7 @@ def generate(evaluation: Evaluation, count: int, cuda: bool) -> dict:
     resumed = gather(evaluation)
     if resumed:
         log.info("took over %d item(s) a killed run's replicas had generated", resumed)
-    if not missing(evaluation):
+    if not evaluation.missing():
         return evaluation.generate()  # nothing to generate: says so per system
     shards_dir = evaluation.out_dir / "shards"
     shards_dir.mkdir(exist_ok=True)
@@ -121,21 +121,12 @@ def generate(evaluation: Evaluation, count: int, cuda: bool) -> dict:
             f"replica(s) {failed} of {count} failed (exit {[codes[i] for i in failed]}; their messages are above); "
             "what every replica generated is kept: run the same command again to resume"
         )
-    left = missing(evaluation)
+    left = evaluation.missing()
     if left:
         raise EvaluationError(f"the replicas ended without generating {left}: run the same command again")
     replicas = [json.loads((shards_dir / f"timing-{i}.json").read_text()) for i in range(count)]
     shutil.rmtree(shards_dir)  # the replicas' request and figures: in the report from here on
     return merged_timing(replicas, wall)
-
-
-def missing(evaluation: Evaluation) -> dict[str, int]:
-    """Per system, how many items have no generation yet."""
-    counts = {
-        name: sum(ex.id not in partial.done for ex in evaluation.examples)
-        for name, partial in evaluation.partials.items()
-    }
-    return {name: n for name, n in counts.items() if n}
 
 
 def merged_timing(replicas: list[dict], wall: float) -> dict:

@@ -342,6 +342,14 @@ class Evaluation:
             "adapter": str(self.trained),
         }
 
+    def missing(self) -> dict[str, int]:
+        """Per system, how many items have no generation yet (systems with none left out)."""
+        counts = {
+            name: sum(ex.id not in partial.done for ex in self.examples)
+            for name, partial in self.partials.items()
+        }
+        return {name: n for name, n in counts.items() if n}
+
     def engine_args_entry(self) -> dict:
         """``{"engine_args": ...}`` when the recipe or OVERRIDES gave any, else nothing."""
         given = self.engine_settings.engine_args
@@ -400,7 +408,7 @@ class Evaluation:
             self.backend_cls, self.run["base_model"], self.mode == FULL
         )
         for system in self.systems():
-            if all(ex.id in self.partials[system.name].done for ex in self.examples):
+            if system.name not in self.missing():
                 log.info("%s: all %d items already generated (resumed)", system.name, len(self.examples))
                 continue
             key = (system.model, None if per_request else system.adapter, system.quantized)

@@ -14,7 +14,7 @@ command -v "$python" >/dev/null || python=python3
 if [ "$which_env" = peers ]; then
   # imported only by benchmarks/unsloth_qlora.py, on top of .venv/train: no dependencies (requirements/peers.txt says why)
   stamp=.venv/peers/.installed
-  want=$(cat requirements/peers.txt | sha256sum | cut -c1-16)
+  want=$(sha256sum < requirements/peers.txt | cut -c1-16)
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && exit 0
   [ -x .venv/train/bin/pip ] || { echo ".venv/train is missing: run make env-train first" >&2; exit 2; }
   rm -rf .venv/peers
