@@ -145,7 +145,7 @@ def run_peer(name: str, model_dir: Path, data_dir: Path, steps: int, out: Path, 
     if name == "unsloth":
         from benchmarks.unsloth_qlora import peer_settings
 
-        s = peer_settings(resolved_recipe())
+        s = peer_settings(resolved_recipe(), steps)
         cmd = peers.unsloth_command(model_dir, data_dir, steps, json_file)
         env = {"BENCH_JSON": str(json_file), "BENCH_OUTPUT_DIR": str(run_dir), **peers.peer_environment()}
         info = {"lora": lora_label(s["lora_r"], s["lora_alpha"]), "changes": ["the recipe's settings"]}
@@ -322,6 +322,8 @@ def main() -> int:
         help="also time a peer on the same rows (benchmarks/peers.py)",
     )
     a = p.parse_args()
+    # absolute: the peers run from their own run folders
+    a.model, a.data_dir, a.out = a.model.resolve(), a.data_dir.resolve(), a.out.resolve()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.mode == "baseline":
         res = run_baseline(a.model, a.data_dir, a.baseline_steps, a.packed, 0, resolved_recipe())

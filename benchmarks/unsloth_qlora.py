@@ -6,8 +6,9 @@ process of its own and timed by the same meter as the recipe (benchmarks/train_m
 What is held equal to the recipe, so that the table compares engines and not settings: the
 DialogSum rows tokenized by the ONE prompt definition (loss on the summary only), the
 sequence length, the packed rows per optimizer step (micro-batch x accumulation), the LoRA
-rank and alpha, the learning rate, the seed. Unsloth is pinned in requirements/peers.txt and
-imported from its own folder (``make env-peers``): its dependency pins would move torch.
+rank and alpha, the learning rate and its schedule (warmup counted as Axolotl counts it),
+the seed. Unsloth is pinned in requirements/peers.txt and imported from its own folder
+(``make env-peers``): its dependency pins would move torch.
 Without a GPU, Unsloth trains on the CPU in 16-bit (no 4-bit), which is what the tests run.
 
     python -m benchmarks.unsloth_qlora --model DIR --data-dir DIR --steps 12 --out FILE.json
@@ -41,7 +42,21 @@ def tokenized_rows(tokenizer: Any, data_dir: Path, sequence_len: int, rows: int,
     ]
 
 
-def peer_settings(recipe: dict) -> dict:
+def axolotl_warmup_steps(recipe: dict, steps: int) -> int:
+    """The warmup Axolotl gives the recipe in a run of ``steps`` optimizer steps, so that both
+    learning-rate schedules match step for step (TRL would round a ratio up: 1 step of 10 at
+    0.03). Axolotl's rule (``_configure_warmup_and_logging``): ``warmup_steps`` as given, else
+    ``int(ratio x steps)`` with a ratio of 0.03 when none is set (at most 100); 1 becomes 2."""
+    if recipe.get("warmup_steps") is not None:
+        warmup = recipe["warmup_steps"]
+    elif recipe.get("warmup_ratio") is not None:
+        warmup = max(int(recipe["warmup_ratio"] * steps), 0)
+    else:
+        warmup = min(int(0.03 * steps), 100)
+    return 2 if warmup == 1 else warmup
+
+
+def peer_settings(recipe: dict, steps: int) -> dict:
     """What the Unsloth run takes from the recipe (the rest is Unsloth's documented path)."""
     return {
         "sequence_len": recipe["sequence_len"],
@@ -51,7 +66,7 @@ def peer_settings(recipe: dict) -> dict:
         "lora_alpha": recipe["lora_alpha"],
         "learning_rate": recipe["learning_rate"],
         "lr_scheduler": recipe["lr_scheduler"],
-        "warmup": recipe.get("warmup_ratio") or recipe.get("warmup_steps") or 0,  # a float < 1: a ratio
+        "warmup_steps": axolotl_warmup_steps(recipe, steps),
         "seed": recipe["seed"],
     }
 
@@ -65,7 +80,7 @@ def run(model_dir: Path, data_dir: Path, steps: int, load_in_4bit: bool) -> None
 
     from benchmarks.train_meter import BenchMeter
 
-    s = peer_settings(resolved_recipe())
+    s = peer_settings(resolved_recipe(), steps)
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(model_dir), max_seq_length=s["sequence_len"], dtype=None, load_in_4bit=load_in_4bit
     )
@@ -92,7 +107,7 @@ def run(model_dir: Path, data_dir: Path, steps: int, load_in_4bit: bool) -> None
             gradient_accumulation_steps=s["gradient_accumulation_steps"],
             max_steps=steps,
             learning_rate=s["learning_rate"],
-            warmup_steps=s["warmup"],
+            warmup_steps=s["warmup_steps"],
             lr_scheduler_type=s["lr_scheduler"],
             optim="adamw_8bit",
             max_length=s["sequence_len"],

@@ -3,14 +3,18 @@ only where its row says, Unsloth fed the recipe's rows with the loss on the summ
 and both timed on CPU beside each other by the same meter."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from benchmarks import peers
+from benchmarks.train_throughput import resolved_recipe
+from benchmarks.unsloth_qlora import peer_settings
 from tests.conftest import REPO
 
 # what a benchmark run must change in the stock example; every other key stays as shipped
@@ -61,19 +65,33 @@ def test_unsloth_rows_put_the_loss_on_the_summary_and_its_end_token(llama3_token
         assert trained.endswith("<|eot_id|>") and trained.removesuffix("<|eot_id|>") in summaries
 
 
+@pytest.mark.parametrize("steps", [10, 50, 100, 1000])
+@pytest.mark.parametrize("warmup", [{}, {"warmup_ratio": None}, {"warmup_ratio": None, "warmup_steps": 5}])
+def test_the_unsloth_peer_warms_up_for_the_steps_axolotl_gives_the_recipe(steps, warmup):
+    from axolotl.core.builders.base import TrainerBuilderBase
+    from axolotl.utils.dict import DictDefault
+
+    recipe = {**resolved_recipe(), **warmup}
+    axolotl_args: dict = {}
+    builder = SimpleNamespace(cfg=DictDefault(recipe))
+    TrainerBuilderBase._configure_warmup_and_logging(builder, steps, axolotl_args)
+    assert peer_settings(recipe, steps)["warmup_steps"] == axolotl_args["warmup_steps"]
+
+
 def test_both_peers_train_on_cpu_and_fill_the_table(tmp_path, tiny_llama3, shared_data):
     if not (peers.PEERS_DIR / "unsloth").is_dir():
         pytest.skip(f"Unsloth not in {peers.PEERS_DIR}: run `make env-peers` (make test does)")
-    model = shutil.copytree(
-        tiny_llama3, tmp_path / "model"
-    )  # the benchmark names the recipe's pad token in it
+    # a copy: the benchmark names the recipe's pad token in it
+    shutil.copytree(tiny_llama3, tmp_path / "model")
     out = tmp_path / "bench"
-    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "all", "--model", str(model)]
+    (tmp_path / "data").symlink_to(shared_data)
+    # relative folders, as a user types them: the peers run from their own run folders
+    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "all", "--model", "model"]
     cmd += [
         "--data-dir",
-        str(shared_data),
+        "data",
         "--out",
-        str(out),
+        "bench",
         "--steps",
         "3",
         "--warmup",
@@ -81,7 +99,8 @@ def test_both_peers_train_on_cpu_and_fill_the_table(tmp_path, tiny_llama3, share
         "--skip-baseline",
     ]
     cmd += ["--peer", "axolotl_example", "--peer", "unsloth", "--timeout", "600"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1300)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in peers.PEERS:
         record = json.loads((out / f"peer_{name}.json").read_text())
