@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,12 @@ def write_profile(prof: Any, lora_rank: int, wall_seconds: float) -> None:
     """Stop the profiler; write the breakdown (JSON and a Markdown table) beside $BENCH_JSON."""
     from benchmarks.step_profile import breakdown, markdown
 
+    started = time.perf_counter()
+    print(
+        "step profile: sorting the profiled steps' events (minutes for an 8B model)",
+        file=sys.stderr,
+        flush=True,
+    )
     prof.__exit__(None, None, None)
     result = breakdown(prof.events(), lora_rank, wall_seconds)
     base = os.environ["BENCH_JSON"]
@@ -150,6 +157,7 @@ def write_profile(prof: Any, lora_rank: int, wall_seconds: float) -> None:
         sort_by="self_device_time_total" if prof.use_device else "self_cpu_time_total", row_limit=40
     )
     Path(base + ".profile.txt").write_text(table)
+    print(f"step profile: written in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 def packing_check(model: Any, inputs: dict, pad_id: int) -> dict:
