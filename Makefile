@@ -146,18 +146,21 @@ bench-serve: env-eval model
 	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT))
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
-# llama3-dialogsum recipe in both memory modes and with the NF4 round trip, same data, one run;
-# where the default's step goes (torch profiler, steps 6-8, left out of its speed). The
+# llama3-dialogsum recipe as it trains on this GPU (default), with the 4-bit base without and
+# with checkpointing (nf4, gc: the small-GPU mode), and with the base's bf16 NF4 round trip and
+# checkpointing (nf4_bf16_gc), same data, one run; where the step goes (torch profiler, steps
+# 6-7, left out of the speed; sorting the events takes minutes, hence the long timeout). The
 # default model is Llama-3-8B-shaped with random weights (speed depends on shapes only).
 BENCH_MODEL ?= .cache/models/llama3-8b-random
-# the lever of training/nf4_roundtrip.py: the base in bf16 at its NF4 round-trip values, LoRA on top
-NF4_ROUND_TRIP := adapter=lora load_in_4bit=false plugins=[axolotl.integrations.liger.LigerPlugin,training.nf4_roundtrip.NF4RoundTrip]
+NF4_BASE := memory.nf4_round_trip_from_gib=null
 bench-train: env-train model $(if $(PEERS),env-peers)
 	$(NO_OVERRIDES)
 	@test -d $(BENCH_MODEL) || $(TRAIN_PY) scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out $(BENCH_MODEL)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m benchmarks.train_throughput all --model $(BENCH_MODEL) --data-dir $(NEED_DATA) \
-	  --variant default: --profile default=6:9 --variant "gc:gradient_checkpointing=true" \
-	  --variant "nf4_bf16:$(NF4_ROUND_TRIP)" --profile nf4_bf16=6:9 --variant "nf4_bf16_gc:gradient_checkpointing=true $(NF4_ROUND_TRIP)" \
+	  --variant default: --profile default=6:8 --timeout 420 \
+	  --variant "nf4:gradient_checkpointing=false $(NF4_BASE)" --profile nf4=6:8 \
+	  --variant "gc:gradient_checkpointing=true $(NF4_BASE)" \
+	  --variant "nf4_bf16_gc:gradient_checkpointing=true memory.nf4_round_trip_from_gib=1" \
 	  $(if $(PEERS),--peer axolotl_example --peer unsloth)
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts

@@ -135,7 +135,19 @@ def run_recipe(
     env = {"BENCH_JSON": str(json_file), **({"BENCH_PROFILE": profile} if profile else {})}
     lora = recipe_lora(resolved_recipe(overrides))
     info = {"name": name, "lora": lora_label(lora["r"], lora["lora_alpha"]), "overrides": overrides}
-    return run_measured(cmd, env, json_file, timeout, info)
+    result = run_measured(cmd, env, json_file, timeout, info)
+    result["changes"] = runner_choices(out / "runs" / name)
+    json_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def runner_choices(run_dir: Path) -> list[str]:
+    """What the runner chose on this GPU for a setting the row left to it (run.yml's
+    ``memory_mode`` and ``base_mode``, without the reason): on another GPU the same row is
+    another mode, so the table says which one ran."""
+    run_file = run_dir / "run.yml"
+    run = yaml.safe_load(run_file.read_text()) if run_file.exists() else {}
+    return [run[key].split(" (")[0] for key in ("memory_mode", "base_mode") if run.get(key)]
 
 
 def run_peer(name: str, model_dir: Path, data_dir: Path, steps: int, out: Path, timeout: int) -> dict:
@@ -216,7 +228,8 @@ REFERENCES = {"baseline": "x baseline", "unsloth": "x Unsloth", "axolotl_example
 
 def table(results: list[dict], warmup: int) -> str:
     """The Markdown table: speed, ratio to each reference row present, memory, the loss gap to
-    the recipe as shipped over the same steps, and what a peer's row changed from its default."""
+    the recipe as shipped over the same steps, what a peer's row changed from its default and
+    what the runner chose for a recipe row on this GPU."""
     for r in results:  # a record the plugin wrote after its run's timeout has no summary yet
         if r.get("steps") and "real_tokens_per_s" not in r:
             r.update(summarize(r["steps"], warmup))
@@ -227,7 +240,7 @@ def table(results: list[dict], warmup: int) -> str:
     }
     ref = next((r for r in results if r["name"] == "default" and "steps" in r), None)
     head = ["run", "LoRA", "real tok/s", *(REFERENCES[n] for n in refs), "padding", "step s", "real tok/step"]
-    head += ["peak alloc GiB", "ceiling", "max |dloss| vs default", "changed"]
+    head += ["peak alloc GiB", "ceiling", "max |dloss| vs default", "changed, or chosen on this GPU"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         if not r.get("real_tokens_per_s"):

@@ -2,6 +2,7 @@
 recorded, warm-up left out, and the recipe it times keeps its own plugins (Liger)."""
 
 import pytest
+import yaml
 
 from benchmarks import train_throughput as bench_train
 
@@ -66,3 +67,27 @@ def test_profiled_steps_are_left_out_of_the_speed():
     steps = [step(10.0, 100, 200), step(2.0, 900, 1000), {**step(9.0, 900, 1000), "profiled": True}]
     s = bench_train.summarize(steps, warmup=1)
     assert s["measured_steps"] == 1 and s["real_tokens_per_s"] == pytest.approx(450.0)
+
+
+def test_a_recipe_row_says_which_mode_the_runner_chose_on_its_gpu(tmp_path):
+    run = {
+        "memory_mode": "gradient_checkpointing: auto -> False (smallest GPU in use: 79.2 GiB; off from 60 GiB)",
+        "base_mode": "base: bf16 at its NF4 round-trip values (smallest GPU in use: 79.2 GiB; from 60 GiB)",
+    }
+    (tmp_path / "run.yml").write_text(yaml.safe_dump(run))
+    choices = bench_train.runner_choices(tmp_path)
+    assert choices == ["gradient_checkpointing: auto -> False", "base: bf16 at its NF4 round-trip values"]
+    default = {
+        "name": "default",
+        "peak_allocated_gib": 54.9,
+        "changes": choices,
+        "steps": [step(1.0, 2000, 2048)] * 2,
+    }
+    assert (
+        "| gradient_checkpointing: auto -> False; base: bf16 at its NF4 round-trip values |"
+        in bench_train.table([default], warmup=1)
+    )
+    fixed = {"memory_mode": None, "base_mode": None}  # the row's overrides fixed both
+    (tmp_path / "run.yml").write_text(yaml.safe_dump(fixed))
+    assert bench_train.runner_choices(tmp_path) == []
+    assert bench_train.runner_choices(tmp_path / "killed before run.yml") == []

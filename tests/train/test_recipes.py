@@ -153,12 +153,13 @@ def test_lora_kernels_stay_off_where_axolotl_cannot_patch_the_attention():
 
 
 @pytest.mark.parametrize(
-    ("gpu_gib", "round_trip"), [(79.2, True), (40.0, True), (23.6, False), (None, False)]
+    ("gpu_gib", "round_trip"),
+    [(139.8, True), (79.2, True), (60.0, True), (44.4, False), (23.6, False), (None, False)],
 )
 def test_the_nf4_round_trip_is_chosen_only_on_gpus_of_the_recipes_size(gpu_gib, round_trip):
     from training.nf4_roundtrip import PLUGIN
 
-    resolved = resolve("llama3-dialogsum", ["memory.nf4_round_trip_from_gib=40"])
+    resolved = resolve("llama3-dialogsum")  # as shipped: from 60 GiB
     choice = choose_nf4_round_trip(resolved.config, resolved.project["memory"], gpu_gib)
     config = resolved.config
     if round_trip:
@@ -174,9 +175,9 @@ def test_the_nf4_round_trip_is_chosen_only_on_gpus_of_the_recipes_size(gpu_gib, 
 
 
 def test_without_a_size_or_without_qlora_the_base_is_left_alone():
-    shipped = resolve("llama3-dialogsum")
-    assert choose_nf4_round_trip(shipped.config, shipped.project["memory"], 79.2) is None
-    assert shipped.config["adapter"] == "qlora"
+    fixed = resolve("llama3-dialogsum", ["memory.nf4_round_trip_from_gib=null"])
+    assert choose_nf4_round_trip(fixed.config, fixed.project["memory"], 79.2) is None
+    assert fixed.config["adapter"] == "qlora"
     lora = resolve("smollm2-dialogsum", ["memory.nf4_round_trip_from_gib=40"])
     assert choose_nf4_round_trip(lora.config, lora.project["memory"], 79.2) is None
 
@@ -187,7 +188,7 @@ def test_the_run_records_a_qlora_adapter_trained_on_the_round_trip(tmp_path, tin
     monkeypatch.setattr(runner, "smallest_gpu_gib", lambda gpus, launch: 80.0)  # as an H100 reports
     request = runner.TrainRequest(
         "llama3-dialogsum",
-        overrides=[f"base_model={tiny_llama3}", "memory.nf4_round_trip_from_gib=40"],
+        overrides=[f"base_model={tiny_llama3}"],
         data_dir=str(DEMO_DATA),
         run_dir=tmp_path / "run",
     )
