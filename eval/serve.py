@@ -43,6 +43,7 @@ from eval.pipeline import (
     add_overrides_argument,
     engine_args_of,
     evaluation_overrides,
+    gpu_count,
 )
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, wait_for_server
 from training.paths import FINISHED, default_run_dir
@@ -94,6 +95,18 @@ def serve_overrides(overrides: tuple[str, ...]) -> dict:
             f"not evaluation.{others[0]}"
         )
     return chosen.get(ENGINE_ARGS, {})
+
+
+def data_parallel_args(gpus: int, cuda: bool) -> dict:
+    """``GPUS=N``: vLLM's own data parallelism, one engine core per GPU behind the one
+    server (``data_parallel_size``); requests are spread over them. A CPU serves with one."""
+    if gpus == 1:
+        return {}
+    if not cuda:
+        raise EvaluationError(
+            f"GPUS={gpus} but no GPU was found: on a CPU the server runs one engine; leave GPUS out"
+        )
+    return {"data_parallel_size": gpus}
 
 
 def server_environment(deterministic: str | None) -> dict:
@@ -185,10 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         "--shutdown-timeout", type=int, default=SHUTDOWN_TIMEOUT_S,
         help="seconds requests in flight get to finish after SIGTERM/Ctrl-C",
     )  # fmt: skip
+    parser.add_argument(
+        "--gpus",
+        type=gpu_count,
+        default=1,
+        help="engine cores, one per GPU, behind the one server (vLLM data parallel)",
+    )
     add_overrides_argument(parser)
     args = parser.parse_intermixed_args(argv)
     try:
-        engine_args = serve_overrides(tuple(args.overrides))
+        engine_args = {**data_parallel_args(args.gpus, has_cuda()), **serve_overrides(tuple(args.overrides))}
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from eval import summarize as client
 from eval.api_key import API_KEY_ENV, is_loopback
 from eval.backends import EngineSettings, stop_token_ids
 from eval.backends.vllm import VLLMBackend
-from eval.serve import exposure_error, free_port, serve_command
+from eval.serve import data_parallel_args, exposure_error, free_port, serve_command
 from tests.conftest import DEMO_DATA, REPO
 
 pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
@@ -132,6 +132,27 @@ def test_serve_entry_point_refuses_an_unfinished_run(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "holds no finished training run" in proc.stderr
+
+
+def test_gpus_serves_with_vllms_data_parallel_and_a_cpu_refuses_it_in_one_line(tiny_run, tmp_path):
+    assert data_parallel_args(1, cuda=False) == {} and data_parallel_args(1, cuda=True) == {}
+    assert data_parallel_args(4, cuda=True) == {"data_parallel_size": 4}
+    cmd = serve_command(
+        tiny_run, "127.0.0.1", 8000, max_model_len=768, engine_args=data_parallel_args(4, True)
+    )
+    assert cmd[cmd.index("--data-parallel-size") + 1] == "4"
+    serve = [
+        sys.executable,
+        str(REPO / "scripts" / "serve.py"),
+        "x",
+        "--run-dir",
+        str(tmp_path),
+        "--gpus",
+        "2",
+    ]
+    proc = subprocess.run(serve, capture_output=True, text=True)  # this machine has no GPU
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "GPUS=2 but no GPU was found" in proc.stderr
 
 
 @pytest.mark.parametrize(
