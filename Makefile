@@ -27,7 +27,7 @@
 #@                      evaluation.KEY=VALUE only, serve evaluation.engine_args.KEY=VALUE; the other targets refuse them
 #@   DATA_DIR=dir       a folder holding dialogsum/, samsum/, dolly/ (or one data file)
 #@   RUN_DIR=dir        the run (default runs/<recipe>);  OVERWRITE=1  retrain a finished run
-#@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs (eval: N engine replicas; serve: vLLM data parallel);  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
+#@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs (eval, eval-checkpoints: N engine replicas; serve: vLLM data parallel);  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
 #@   LIMIT=N            a fixed seeded sample of N items of the split (same items for every command)
 #@   SPLIT= BACKEND=vllm|hf ADAPTER_MODE= BEAMS=N DETERMINISTIC=1|batch-invariant EVAL_DIR= CHECKPOINT=   evaluation
 #@   ENGINES= SWEEP= SWEEP_DIR= PARALLEL=N   checkpoints and sweeps;  PORT= HOST= FILE= OUT= CONCURRENCY= URL=   serving (key: VLLM_API_KEY)
@@ -89,7 +89,7 @@ eval: env-eval
 	  $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(MODEL),--model $(MODEL)) $(if $(GPUS),--gpus $(GPUS))
 
 eval-checkpoints: env-eval
-	$(EVAL_PY) scripts/eval_checkpoints.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(ENGINES),--engines $(ENGINES))
+	$(EVAL_PY) scripts/eval_checkpoints.py $(RECIPE) $(OVERRIDES) $(EVAL_FLAGS) $(if $(ENGINES),--engines $(ENGINES)) $(if $(GPUS),--gpus $(GPUS))
 
 # every point a normal run in SWEEP_DIR (default runs/<recipe>-sweep/); run again to resume
 sweep: env-train env-eval model

@@ -42,6 +42,8 @@ from eval.pipeline import (
     add_deterministic_argument,
     add_overrides_argument,
     beam_count,
+    generate,
+    gpu_count,
     keep_log_visible,
     run_system,
 )
@@ -167,6 +169,22 @@ class CheckpointEvaluation(Evaluation):
         missing = self.missing()
         return [s for s in self.checkpoint_systems() if s.name in missing]
 
+    # -- several replicas (GPUS=N): each scores every checkpoint on its share of the items ----
+    def replica_options(self) -> dict:
+        return {"engines": self.engines}  # the base taken from base_from is in the partials already
+
+    def prepare_for_replicas(self) -> None:
+        """Nothing: each replica merges the checkpoints it generates with into its own folder."""
+
+    def merged_replica_timing(self, replicas: list[dict], wall: float) -> dict:
+        """Engines started by all replicas, the slowest start, and the replicas' wall time."""
+        return {
+            "engine_starts": sum(r.get("engine_starts", 0) for r in replicas),
+            "engine_start_seconds": max(r.get("engine_start_seconds", 0.0) for r in replicas),
+            "data_parallel_replicas": len(replicas),
+            "generation_wall_seconds": round(wall, 1),
+        }
+
     # -- generate --------------------------------------------------------------------------
     def generate(self) -> dict:
         pending = self.pending()
@@ -277,7 +295,7 @@ class CheckpointEvaluation(Evaluation):
         it (merged mode: the adapter merged into the base, removed once generated)."""
         if self.mode != "merged" or not system.adapter:
             return system.model, system.adapter, None
-        merged = self.out_dir / "merged" / system.name
+        merged = self.scratch_dir() / "merged" / system.name
         self.merge(Path(system.adapter), merged)
         return str(merged), None, merged
 
@@ -372,7 +390,11 @@ def evaluate_checkpoints(request: EvalRequest, engines: str = "auto", base_from:
     except (EvaluationError, DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
-    timing = evaluation.generate()
+    try:
+        timing = generate(evaluation)
+    except EvaluationError as err:
+        log.error("%s", err)
+        return 2
     for path in evaluation.report(timing):
         print(f"wrote {path}")
     best = json.loads((evaluation.out_dir / "scores.json").read_text())["best"]
@@ -411,6 +433,9 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     )
     add_deterministic_argument(parser)
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
+    parser.add_argument(
+        "--gpus", type=gpu_count, default=1, help="engine replicas, one per GPU, each on a share of the items"
+    )
     args = vars(parser.parse_intermixed_args(argv))
     engines, base_from = args.pop("engines"), args.pop("base_from")
     return EvalRequest(**{**args, "overrides": tuple(args["overrides"])}), engines, base_from

@@ -11,6 +11,7 @@ the parent folds those in before it starts (a killed run resumes) and after the 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -36,13 +37,17 @@ def shard_file(out_dir: Path, system: str, index: int, count: int) -> Path:
     return out_dir / f"{system}.shard-{index}-of-{count}.partial.jsonl"
 
 
-class ShardEvaluation(Evaluation):
-    """One replica's evaluation: its share of the items, into its own partial files; the items
-    the evaluation already holds are skipped."""
+class Shard:
+    """Mixed into an evaluation class (``sharded``): one replica's evaluation, its share of the
+    items, into its own partial files; the items the evaluation already holds are skipped.
+    What the replica makes for itself (merged checkpoint copies) goes into a folder of its own."""
 
-    def __init__(self, request: EvalRequest, index: int, count: int):
-        super().__init__(request)
+    def __init__(self, request: EvalRequest, index: int, count: int, **options):
+        super().__init__(request, **options)
         self.index, self.count = index, count
+
+    def scratch_dir(self) -> Path:
+        return self.out_dir / "shards" / f"scratch-{self.index}"
 
     def select(self, examples: list, limit: int | None) -> list:
         return shard_of(seeded_subset(examples, limit), self.index, self.count)
@@ -56,6 +61,10 @@ class ShardEvaluation(Evaluation):
                 {i: row for i, row in whole[name].done.items() if i not in mine[name].done}
             )
         return mine
+
+
+def sharded(cls: type[Evaluation]) -> type[Evaluation]:
+    return type(f"Shard{cls.__name__}", (Shard, cls), {})
 
 
 def gather(evaluation: Evaluation) -> int:
@@ -99,11 +108,20 @@ def generate(evaluation: Evaluation, count: int, cuda: bool) -> dict:
         log.info("took over %d item(s) a killed run's replicas had generated", resumed)
     if not evaluation.missing():
         return evaluation.generate()  # nothing to generate: says so per system
+    evaluation.prepare_for_replicas()
     shards_dir = evaluation.out_dir / "shards"
     shards_dir.mkdir(exist_ok=True)
     request_file = shards_dir / "request.json"
     fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(evaluation.request).items()}
-    atomic.write_json(request_file, fields)
+    kind = type(evaluation)
+    atomic.write_json(
+        request_file,
+        {
+            "request": fields,
+            "class": f"{kind.__module__}:{kind.__qualname__}",
+            "options": evaluation.replica_options(),
+        },
+    )
     if not cuda:
         log.info("no GPU: the %d replicas share the CPU (this checks the path; it is not faster)", count)
     started = time.time()
@@ -126,7 +144,7 @@ def generate(evaluation: Evaluation, count: int, cuda: bool) -> dict:
         raise EvaluationError(f"the replicas ended without generating {left}: run the same command again")
     replicas = [json.loads((shards_dir / f"timing-{i}.json").read_text()) for i in range(count)]
     shutil.rmtree(shards_dir)  # the replicas' request and figures: in the report from here on
-    return merged_timing(replicas, wall)
+    return evaluation.merged_replica_timing(replicas, wall)
 
 
 def merged_timing(replicas: list[dict], wall: float) -> dict:
@@ -152,11 +170,14 @@ def merged_timing(replicas: list[dict], wall: float) -> dict:
 def run_replica(request_file: Path, index: int, count: int) -> int:
     keep_log_visible()
     log.handlers[0].setFormatter(logging.Formatter(f"%(name)s[{index + 1}/{count}]: %(message)s"))
-    fields = json.loads(request_file.read_text())
+    saved = json.loads(request_file.read_text())
+    fields = saved["request"]
     for key in ("run_dir", "out_dir"):
         fields[key] = Path(fields[key]) if fields[key] else None
     fields["overrides"] = tuple(fields["overrides"])
-    evaluation = ShardEvaluation(EvalRequest(**{**fields, "gpus": 1}), index, count)
+    module, name = saved["class"].split(":")
+    kind = getattr(importlib.import_module(module), name)
+    evaluation = sharded(kind)(EvalRequest(**{**fields, "gpus": 1}), index, count, **saved["options"])
     evaluation.setup()
     timing = evaluation.generate()
     atomic.write_json(request_file.parent / f"timing-{index}.json", timing)

@@ -385,6 +385,24 @@ class Evaluation:
         quantized = self.mode == "quantized"
         return [System("base", base, None), System("finetuned", base, str(self.trained), quantized)]
 
+    # -- several replicas (GPUS=N, eval/data_parallel.py) ----------------------------------------
+    def replica_options(self) -> dict:
+        """The keyword arguments a replica's evaluation is built with beside the request."""
+        return {}
+
+    def prepare_for_replicas(self) -> None:
+        """Make once what every replica would otherwise make at the same time: the merged model."""
+        self.systems()
+
+    def scratch_dir(self) -> Path:
+        """Where the evaluation makes files it removes once used (a replica: a folder of its own)."""
+        return self.out_dir
+
+    def merged_replica_timing(self, replicas: list[dict], wall: float) -> dict:
+        from eval.data_parallel import merged_timing  # it builds on this module
+
+        return merged_timing(replicas, wall)
+
     def merged_model(self) -> Path:
         if not (self.merged_dir / "merge_check.json").exists():
             self.merge(self.trained, self.merged_dir)

@@ -13,6 +13,7 @@ import yaml
 
 from eval.checkpoint_paths import CheckpointError, checkpoint_path, find_checkpoints
 from eval.checkpoints import CheckpointEvaluation, best_of, evaluate_checkpoints
+from eval.checkpoints import main as checkpoints_main
 from eval.pipeline import EvalRequest, Evaluation, evaluate
 from eval.sweep import Sweep, SweepError, SweepRequest, parse_grid
 from tests.conftest import random_adapter
@@ -164,6 +165,28 @@ def test_merged_checkpoints_reloaded_into_one_vllm_engine_generate_as_fresh_engi
     one, each = texts_of(checkpoint_run / "reloaded"), texts_of(checkpoint_run / "fresh")
     assert one == each
     assert len({tuple(texts) for texts in one.values()}) == 3
+
+
+@pytest.mark.slow
+def test_two_replicas_score_every_checkpoint_as_one_engine_does(checkpoint_run):
+    """GPUS=2 (on the CPU the replicas share the cores): each replica merges the checkpoints
+    into a folder of its own and generates its share of the items; the merged texts equal one
+    engine's, and nothing of the replicas is left behind."""
+    pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
+    common = ["tiny", "--run-dir", str(checkpoint_run), "--backend", "vllm", "--adapter-mode", "merged"]
+    common += ["--limit", "3", "--deterministic"]
+    one, two = checkpoint_run / "one", checkpoint_run / "two"
+    assert checkpoints_main([*common, "--out-dir", str(one)]) == 0
+    assert checkpoints_main([*common, "--out-dir", str(two), "--gpus", "2"]) == 0
+    assert texts_of(two) == texts_of(one)
+    assert [c["scores"] for c in scores_of(checkpoint_run, "two")["checkpoints"]] == [
+        c["scores"] for c in scores_of(checkpoint_run, "one")["checkpoints"]
+    ]
+    timing = scores_of(checkpoint_run, "two")["timing"]
+    assert (
+        timing["data_parallel_replicas"] == 2 and timing["engine_starts"] == 2
+    )  # one each, weights reloaded
+    assert not (two / "shards").exists() and not list(two.glob("*.shard-*"))
 
 
 def test_weights_of_another_architecture_are_not_loaded_into_an_engine(tiny_llama, tiny_phi):

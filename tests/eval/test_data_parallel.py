@@ -5,6 +5,7 @@ cores: these tests check the split, the merge, the resume and the report, not th
 import json
 
 from eval.data_parallel import merged_timing, shard_file, shard_of
+from eval.pipeline import EvalRequest, Evaluation
 from eval.pipeline import main as evaluate_main
 
 ARGS = ["--adapter-mode", "lora", "--deterministic"]
@@ -61,3 +62,12 @@ def test_two_replicas_give_one_engines_texts_and_keep_what_a_killed_run_wrote(ti
     assert generation["throughput"]["base"]["items"] == len(alone)
     assert generation["throughput"]["finetuned"]["items"] == len(alone) - 1
     assert not list((tiny_run / "eval").glob("*.shard-*")) and not (tiny_run / "eval" / "shards").exists()
+
+
+def test_the_merged_model_is_made_once_before_the_replicas_start(tiny_run):
+    """Merged mode: the parent merges; the replicas find the copy instead of each writing it at once."""
+    evaluation = Evaluation(EvalRequest("tiny", run_dir=tiny_run, adapter_mode="merged", gpus=2))
+    evaluation.setup()
+    assert not (evaluation.merged_dir / "merge_check.json").exists()
+    evaluation.prepare_for_replicas()
+    assert (evaluation.merged_dir / "merge_check.json").exists()
