@@ -27,7 +27,7 @@
 #@                      evaluation.KEY=VALUE only, serve evaluation.engine_args.KEY=VALUE; the other targets refuse them
 #@   DATA_DIR=dir       a folder holding dialogsum/, samsum/, dolly/ (or one data file)
 #@   RUN_DIR=dir        the run (default runs/<recipe>);  OVERWRITE=1  retrain a finished run
-#@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs (eval, eval-checkpoints: N engine replicas; serve: vLLM data parallel);  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
+#@   GPUS=N STRATEGY=ddp|fsdp|zero2|zero3   several GPUs (eval, eval-checkpoints, sweep: N engine replicas; serve: vLLM data parallel);  MACHINES MACHINE_RANK MAIN_IP MAIN_PORT  several machines
 #@   LIMIT=N            a fixed seeded sample of N items of the split (same items for every command)
 #@   SPLIT= BACKEND=vllm|hf ADAPTER_MODE= BEAMS=N DETERMINISTIC=1|batch-invariant EVAL_DIR= CHECKPOINT=   evaluation
 #@   ENGINES= SWEEP= SWEEP_DIR= PARALLEL=N   checkpoints and sweeps;  PORT= HOST= FILE= OUT= CONCURRENCY= URL=   serving (key: VLLM_API_KEY)
@@ -96,7 +96,7 @@ sweep: env-train env-eval model
 	$(EVAL_PY) scripts/sweep.py $(RECIPE) "$(or $(SWEEP),$(error set SWEEP, e.g. SWEEP="learning_rate=1e-4,3e-4 lora_r=8,16"))" $(OVERRIDES) \
 	  --train-python $(TRAIN_PY) --eval-python $(EVAL_PY) $(if $(SWEEP_DIR),--out-dir $(SWEEP_DIR)) \
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) \
-	  $(if $(PARALLEL),--parallel $(PARALLEL))
+	  $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(GPUS),--gpus $(GPUS))
 
 serve: env-eval
 	$(EVAL_PY) scripts/serve.py $(RECIPE) $(OVERRIDES) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST)) \

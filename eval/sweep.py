@@ -26,6 +26,7 @@ from pathlib import Path
 
 from datasets_fmt import atomic
 from eval.checkpoint_paths import OUT_NAME
+from eval.pipeline import gpu_count
 from eval.render import Image, Report, Section, Table, Text, png_of, to_html, to_markdown
 from eval.report import loss_history
 from training.paths import FINISHED, REPO, RUNS
@@ -98,6 +99,7 @@ class SweepRequest:
     limit: int | None = None
     backend: str | None = None
     parallel: int = 1  # points trained at once (small models leave a GPU mostly idle)
+    gpus: int = 1  # each point trained on this many GPUs, and scored by as many engine replicas
     train_python: str = sys.executable
     eval_python: str = sys.executable
 
@@ -129,7 +131,11 @@ class Sweep:
             "--run-dir",
             str(self.run_dir(point)),
             *data,
+            *self.gpus_flag(),
         ]
+
+    def gpus_flag(self) -> list[str]:
+        return ["--gpus", str(self.request.gpus)] if self.request.gpus > 1 else []
 
     def score_command(self, point: Point) -> list[str]:
         # earlier points' base generations, taken from the first whose settings match
@@ -139,6 +145,7 @@ class Sweep:
             *(["--data-dir", self.request.data_dir] if self.request.data_dir else []),
             *(["--limit", str(self.request.limit)] if self.request.limit else []),
             *(["--backend", self.request.backend] if self.request.backend else []),
+            *self.gpus_flag(),
         ]
         return [
             self.request.eval_python,
@@ -342,6 +349,12 @@ def parse_args(argv: list[str] | None) -> SweepRequest:
     parser.add_argument("--backend", help="vllm | hf")
     parser.add_argument(
         "--parallel", type=int, default=1, help="points trained at once (one GPU, small models)"
+    )
+    parser.add_argument(
+        "--gpus",
+        type=gpu_count,
+        default=1,
+        help="GPUs each point trains on; as many engine replicas score it",
     )
     parser.add_argument("--train-python", default=sys.executable, help="interpreter of the training env")
     parser.add_argument("--eval-python", default=sys.executable, help="interpreter of the evaluation env")

@@ -16,6 +16,7 @@ from eval.checkpoints import CheckpointEvaluation, best_of, evaluate_checkpoints
 from eval.checkpoints import main as checkpoints_main
 from eval.pipeline import EvalRequest, Evaluation, evaluate
 from eval.sweep import Sweep, SweepError, SweepRequest, parse_grid
+from eval.sweep import parse_args as sweep_parse_args
 from tests.conftest import random_adapter
 from tests.eval.conftest import texts_of
 
@@ -273,3 +274,13 @@ def test_each_sweep_point_offers_every_earlier_point_as_its_base_source(tmp_path
     first, second, third = (sources(sweep.score_command(p)) for p in sweep.points)
     outs = [str(sweep.run_dir(p) / "eval-checkpoints") for p in sweep.points]
     assert (first, second, third) == ([], outs[:1], outs[:2])
+
+
+def test_a_sweep_on_several_gpus_trains_and_scores_every_point_on_them(tmp_path):
+    grid = "learning_rate=1e-4,3e-4"
+    one = Sweep(SweepRequest("tiny", grid, out_dir=tmp_path))
+    assert "--gpus" not in one.train_command(one.points[1]) + one.score_command(one.points[1])
+    four = Sweep(SweepRequest("tiny", grid, out_dir=tmp_path, gpus=4))
+    for command in (four.train_command(four.points[1]), four.score_command(four.points[1])):
+        assert command[command.index("--gpus") + 1] == "4"
+    assert sweep_parse_args(["tiny", grid, "--gpus", "4"]).gpus == 4
