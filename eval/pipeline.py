@@ -195,6 +195,7 @@ class Evaluation:
     """setup (run, data, prompts, settings) -> generate (per system, resumable) -> report."""
 
     def __init__(self, request: EvalRequest):
+        self.started = time.time()  # the report gives the whole evaluation's wall time beside the rates
         self.request = request
         self.run_dir = (request.run_dir or default_run_dir(request.recipe)).resolve()
         if not (self.run_dir / FINISHED).exists():
@@ -510,6 +511,7 @@ class Evaluation:
             "stability": self.stability_note(),
             "prompt_format": self.run["data"]["format"],
             "example_prompt": self.fmt.prompt_text(self.examples[0]),
+            "evaluation_wall_seconds": round(time.time() - self.started, 1),
         }
         paths, metrics = write_report(
             self.out_dir,

@@ -370,9 +370,18 @@ def build_report(
     settings = [
         [k, _cell(v)]
         for k, v in generation.items()
-        if k not in ("throughput", "engine_start_seconds", "example_prompt")
+        if k not in ("throughput", "engine_start_seconds", "example_prompt", "evaluation_wall_seconds")
     ]
-    gen_blocks = [throughput_table(generation), Table(["setting", "value"], settings)]
+    gen_blocks = [throughput_table(generation)]
+    if "evaluation_wall_seconds" in generation:  # reports written before it was recorded lack it
+        gen_blocks.append(
+            Text(
+                f"The whole evaluation took {generation['evaluation_wall_seconds']} s in this command, from "
+                "reading the run to writing this report: the engine starts and generation above, loading the "
+                "data, merging, scoring."
+            )
+        )
+    gen_blocks.append(Table(["setting", "value"], settings))
     if stability:
         gen_blocks.append(Text(stability))
     gen_blocks += [Text("The exact prompt of the first item:"), Code(generation["example_prompt"])]

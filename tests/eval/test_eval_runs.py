@@ -12,6 +12,7 @@ import time
 import pytest
 import yaml
 
+from eval.pipeline import log as eval_log
 from eval.pipeline import main as evaluate_main
 from eval.predictions import PartialPredictions
 from tests.conftest import DEMO_DATA, REPO
@@ -115,12 +116,24 @@ def test_sigkilled_evaluation_resumes_and_matches_an_uninterrupted_run(tiny_run)
 def test_changed_settings_discard_stale_predictions(tiny_run, caplog):
     args = ["tiny", "--run-dir", str(tiny_run), "--backend", "hf", "--limit", "3"]
     assert evaluate_main([*args, "--adapter-mode", "lora"]) == 0
-    first = json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]["throughput"]
+    generation = json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]
+    first = generation["throughput"]
     assert first["finetuned"]["items"] == 3
+    # the whole evaluation's wall time beside the rates: it holds the engine starts and the generation
+    generating = sum(t["items"] / t["prompts_per_s"] for t in first.values())
+    assert (
+        generation["evaluation_wall_seconds"] >= sum(generation["engine_start_seconds"].values()) + generating
+    )
+    wall = f"The whole evaluation took {generation['evaluation_wall_seconds']} s in this command"
+    assert wall in (tiny_run / "eval" / "report.md").read_text()
     assert evaluate_main([*args, "--adapter-mode", "lora"]) == 0  # unchanged: all resumed
     assert json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]["throughput"] == {}
     caplog.clear()
-    assert evaluate_main([*args, "--adapter-mode", "merged"]) == 0
+    eval_log.addHandler(caplog.handler)  # the evaluation's logger does not propagate (keep_log_visible)
+    try:
+        assert evaluate_main([*args, "--adapter-mode", "merged"]) == 0
+    finally:
+        eval_log.removeHandler(caplog.handler)
     assert "generation settings changed" in caplog.text
     again = json.loads((tiny_run / "eval" / "metrics.json").read_text())["generation"]["throughput"]
     assert again["base"]["items"] == 3 and again["finetuned"]["items"] == 3
