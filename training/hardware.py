@@ -78,16 +78,26 @@ def choose_checkpointing(config: dict, memory: dict, gpu_gib: float | None) -> s
     return f"gradient_checkpointing: auto -> {config['gradient_checkpointing']} ({gpu_found(gpu_gib)}; off from {threshold} GiB)"
 
 
-def choose_nf4_round_trip(config: dict, memory: dict, gpu_gib: float | None) -> str | None:
+# strategies that shard the base's weights: each process holds a slice, not the whole base the
+# round trip rewrites at load
+SHARDED_BASE = ("fsdp", "zero3")
+
+
+def choose_nf4_round_trip(
+    config: dict, memory: dict, gpu_gib: float | None, strategy: str | None = None
+) -> str | None:
     """For a QLoRA recipe on a GPU of at least ``memory.nf4_round_trip_from_gib``: keep the base
     in 16 bits at the values its NF4 copy dequantizes to (training/nf4_roundtrip.py), so each
     step skips the dequantization. The adapter stays a QLoRA adapter: it is merged and
-    evaluated on the same NF4 round trip. Returns the choice, for the run's record."""
+    evaluated on the same NF4 round trip. Not under a strategy that shards the base (FSDP,
+    ZeRO-3). Returns the choice, for the run's record."""
     from training.nf4_roundtrip import PLUGIN
 
     threshold = memory["nf4_round_trip_from_gib"]
     if config.get("adapter") != "qlora" or threshold is None:
         return None
+    if strategy in SHARDED_BASE:
+        return f"base: 4-bit NF4 ({strategy} shards the base; the bf16 NF4 round trip needs it whole on every GPU)"
     if gpu_gib is None or gpu_gib < threshold:
         return f"base: 4-bit NF4 ({gpu_found(gpu_gib)}; the bf16 NF4 round trip from {threshold} GiB)"
     config.update(adapter="lora", load_in_4bit=False)

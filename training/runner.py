@@ -205,7 +205,7 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
     adapter = resolved.config.get("adapter")  # what the run trains, whatever base it trains on
     gpu_gib = smallest_gpu_gib(gpus, request.launch)
     memory_mode = choose_checkpointing(resolved.config, resolved.project["memory"], gpu_gib)
-    base_mode = choose_nf4_round_trip(resolved.config, resolved.project["memory"], gpu_gib)
+    base_mode = choose_nf4_round_trip(resolved.config, resolved.project["memory"], gpu_gib, strategy)
     for choice in (memory_mode, base_mode):
         if choice:
             log.info("%s", choice)

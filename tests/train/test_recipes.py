@@ -174,6 +174,21 @@ def test_the_nf4_round_trip_is_chosen_only_on_gpus_of_the_recipes_size(gpu_gib, 
         assert choice.startswith("base: 4-bit NF4 (")
 
 
+@pytest.mark.parametrize(
+    ("strategy", "round_trip"),
+    [(None, True), ("ddp", True), ("zero2", True), ("fsdp", False), ("zero3", False)],
+)
+def test_the_nf4_round_trip_is_not_chosen_where_the_strategy_shards_the_base(strategy, round_trip):
+    resolved = resolve("llama3-dialogsum")
+    choice = choose_nf4_round_trip(resolved.config, resolved.project["memory"], 79.2, strategy)
+    assert (resolved.config["adapter"] == "lora") is round_trip
+    if not round_trip:
+        assert (
+            choice
+            == f"base: 4-bit NF4 ({strategy} shards the base; the bf16 NF4 round trip needs it whole on every GPU)"
+        )
+
+
 def test_without_a_size_or_without_qlora_the_base_is_left_alone():
     fixed = resolve("llama3-dialogsum", ["memory.nf4_round_trip_from_gib=null"])
     assert choose_nf4_round_trip(fixed.config, fixed.project["memory"], 79.2) is None
