@@ -40,10 +40,10 @@ from eval.pipeline import (
     EvaluationError,
     System,
     add_deterministic_argument,
+    add_gpus_argument,
     add_overrides_argument,
     beam_count,
     generate,
-    gpu_count,
     keep_log_visible,
     run_system,
 )
@@ -433,9 +433,7 @@ def parse_args(argv: list[str] | None) -> tuple[EvalRequest, str, list[Path]]:
     )
     add_deterministic_argument(parser)
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
-    parser.add_argument(
-        "--gpus", type=gpu_count, default=1, help="engine replicas, one per GPU, each on a share of the items"
-    )
+    add_gpus_argument(parser)
     args = vars(parser.parse_intermixed_args(argv))
     engines, base_from = args.pop("engines"), args.pop("base_from")
     return EvalRequest(**{**args, "overrides": tuple(args["overrides"])}), engines, base_from

@@ -569,6 +569,13 @@ def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_gpus_argument(parser: argparse.ArgumentParser) -> None:
+    """GPUS=: engine replicas (eval/data_parallel.py), for make eval and eval-checkpoints."""
+    parser.add_argument(
+        "--gpus", type=gpu_count, default=1, help="engine replicas, one per GPU, each on a share of the items"
+    )
+
+
 def add_deterministic_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--deterministic",
@@ -619,9 +626,7 @@ def parse_args(argv: list[str] | None) -> EvalRequest:
     parser.add_argument("--out-dir", type=Path, help="default: <run-dir>/eval")
     add_deterministic_argument(parser)
     parser.add_argument("--save-every", type=int, default=64, help="items generated between two saves")
-    parser.add_argument(
-        "--gpus", type=gpu_count, default=1, help="engine replicas, one per GPU, each on a share of the items"
-    )
+    add_gpus_argument(parser)
     parser.add_argument(
         "--checkpoint", help="best (by validation ROUGE: make eval-checkpoints) or a step: that checkpoint"
     )
