@@ -11,8 +11,9 @@
 #@   make merge RECIPE=...             merged model in runs/<recipe>/merged/
 #@   make compare RUNS="runs/a runs/b" one table of several evaluated runs [TEXTS=1]
 #@   make serve RECIPE=... [PORT=8000] [HOST=0.0.0.0 with VLLM_API_KEY set]   base + fine-tuned behind vLLM's OpenAI-compatible server
+#@   make serve RECIPE=... MERGED=1    the model `make merge` wrote, as `finetuned` alone (no LoRA path)
 #@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model (resumable)
-#@   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128] [PROMPTS=N] [URL=]   the served model under load
+#@   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128] [PROMPTS=N] [URL=] [MERGED=1]   the served model under load
 #@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
 #@   make publish-hub RECIPE=... REPO_ID=owner/name [MERGED=1] [PUBLIC=1]   adapter, card and scores to the Hub (HF_TOKEN)
 #@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
@@ -43,6 +44,7 @@ NEED_DATA = $(or $(DATA_DIR),$(error set DATA_DIR to a folder holding dialogsum/
 
 # targets that read no recipe keys say so instead of ignoring OVERRIDES
 NO_OVERRIDES = $(if $(OVERRIDES),$(error make $@ reads no OVERRIDES ("$(OVERRIDES)"): they are for train, check, sweep, evaluation.KEY=VALUE for eval and eval-checkpoints, evaluation.engine_args.KEY=VALUE for serve))
+MERGED_FLAG = $(if $(filter 1 yes true,$(MERGED)),--merged)
 RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 # DETERMINISTIC=1 (sequential: one sequence at a time) or batch-invariant (vLLM's kernels, H100/H200)
 DETERMINISTIC_FLAG = $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic,$(if $(DETERMINISTIC),--deterministic $(DETERMINISTIC)))
@@ -100,7 +102,7 @@ sweep: env-train env-eval model
 
 serve: env-eval
 	$(EVAL_PY) scripts/serve.py $(RECIPE) $(OVERRIDES) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(or $(PORT),8000) $(if $(HOST),--host $(HOST)) \
-	  $(DETERMINISTIC_FLAG) $(if $(GPUS),--gpus $(GPUS))
+	  $(DETERMINISTIC_FLAG) $(if $(GPUS),--gpus $(GPUS)) $(MERGED_FLAG)
 
 summarize: env-eval
 	$(NO_OVERRIDES)
@@ -114,7 +116,7 @@ publish: env-eval
 publish-hub: env-eval
 	$(NO_OVERRIDES)
 	$(EVAL_PY) scripts/push_to_hub.py $(RECIPE) --repo-id $(or $(REPO_ID),$(error set REPO_ID=owner/name)) \
-	  $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(MERGED)),--merged) $(if $(filter 1 yes true,$(PUBLIC)),--public)
+	  $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(MERGED_FLAG) $(if $(filter 1 yes true,$(PUBLIC)),--public)
 
 merge: env-train
 	$(NO_OVERRIDES)
@@ -143,7 +145,7 @@ bench-eval: env-eval model
 bench-serve: env-eval model
 	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.serve_load $(RECIPE) --data-dir $(NEED_DATA) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
-	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT))
+	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT)) $(MERGED_FLAG)
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
 # llama3-dialogsum recipe as it trains on this GPU (default), with the 4-bit base without and

@@ -2,7 +2,7 @@
 server `make serve` starts, for `base` and `finetuned`, at several concurrency levels.
 
     python -m benchmarks.serve_load RECIPE --data-dir DIR [--run-dir DIR] [--concurrency 1,8,32,128]
-        [--num-prompts N] [--output-len 256] [--url http://127.0.0.1:8000] [--out FILE]   (make bench-serve)
+        [--num-prompts N] [--output-len 256] [--url http://127.0.0.1:8000] [--merged] [--out FILE]   (make bench-serve)
 
 Prompts: DialogSum test dialogues through the run's prompt format (datasets_fmt.prompts), the
 token ids `make summarize` sends, written out as text for vLLM's `custom` dataset (which takes
@@ -35,7 +35,7 @@ from datasets_fmt.sources import load_examples
 from eval.api_key import api_key
 from eval.backends import has_cuda
 from eval.hardware import hardware
-from eval.serve import BASE_NAME, context_length, free_port, running_server
+from eval.serve import BASE_NAME, add_merged_argument, context_length, free_port, running_server
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, prompt_format, wait_for_server
 from training.paths import default_run_dir
 from training.run_record import trained_every_weight
@@ -124,13 +124,13 @@ def table(rows: list[dict]) -> str:
 
 
 @contextmanager
-def server_at(url: str | None, run_dir: Path, log: Path) -> Iterator[str]:
+def server_at(url: str | None, run_dir: Path, log: Path, merged: bool) -> Iterator[str]:
     """The server at ``url`` once it answers, else one started for the run (and stopped after)."""
     if url:
         wait_for_server(url.rstrip("/"), ADAPTER_NAME, wait_s=120)
         yield url.rstrip("/")
         return
-    with running_server(run_dir, free_port(), log) as (started, _):
+    with running_server(run_dir, free_port(), log, merged=merged) as (started, _):
         yield started
 
 
@@ -150,13 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         "--models", help=f"default: {BASE_NAME},{ADAPTER_NAME} ({ADAPTER_NAME} for a full fine-tune)"
     )
     parser.add_argument("--url", help="a running `make serve` server (default: start one)")
+    add_merged_argument(parser)
     parser.add_argument("--out", type=Path, help="default: <run dir>/serve-bench.md")
     args = parser.parse_args(argv)
     run_dir = (args.run_dir or default_run_dir(args.recipe)).resolve()
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     out = args.out or run_dir / "serve-bench.md"
     models = args.models.split(",") if args.models else [ADAPTER_NAME]
-    if not args.models and not trained_every_weight(run):
+    if not args.models and not (args.merged or trained_every_weight(run)):
         models.insert(0, BASE_NAME)
     levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency else (
         GPU_CONCURRENCY if has_cuda() else CPU_CONCURRENCY
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         run, args.data_dir, context_length(run_dir), args.output_len, dataset
     )
     try:
-        with server_at(args.url, run_dir, out.with_suffix(".server.log")) as url:
+        with server_at(args.url, run_dir, out.with_suffix(".server.log"), args.merged) as url:
             rows = [
                 bench_level(url, model, run, dataset, min(available, args.num_prompts or max(MIN_PROMPTS, 4 * c)),
                             c, args.output_len, stop)

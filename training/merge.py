@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from datasets_fmt import atomic
-from training.paths import default_run_dir
+from training.paths import MERGE_CHECK, MERGED_DIR, default_run_dir
 from training.run_record import is_qlora, quantized_from, trained_every_weight
 
 PROBE = [
@@ -141,7 +141,7 @@ def merge_adapter(
     if trained is not None:  # the pitfall, measured: the merged weights stored back in NF4
         nf4_round_trip(merged, quantized_from)
         check["4bit_merge_vs_4bit_base_plus_adapter"] = max_diff(probe_logits(merged, probe), trained)
-    atomic.write_json(tmp / "merge_check.json", check)
+    atomic.write_json(tmp / MERGE_CHECK, check)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    out = args.out or run_dir / "merged"
+    out = args.out or run_dir / MERGED_DIR
     check = merge_adapter(run["base_model"], adapter, out, is_qlora(run), quantized_from(run))
     print(f"merged: {out} (max |logit diff| vs base+adapter {check['max_abs_logit_diff']:.1e})")
     return 0

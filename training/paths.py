@@ -11,6 +11,8 @@ STRATEGIES = RECIPES / "distributed"
 RUNS = REPO / "runs"
 CACHE = REPO / ".cache"
 FINISHED = "TRAINED"  # the marker file a finished training run leaves in its run directory
+MERGED_DIR = "merged"  # `make merge` writes the run's merged model here
+MERGE_CHECK = "merge_check.json"  # written last by a merge: its presence marks a finished one
 
 
 def models_dir() -> Path:

@@ -11,7 +11,7 @@ from eval import pipeline
 from eval.backends import reloads_exactly
 from eval.backends.hf import HFBackend
 from eval.checkpoints import CheckpointEvaluation, evaluate_checkpoints
-from eval.pipeline import EvalRequest, evaluate
+from eval.pipeline import EvalRequest, EvaluationError, evaluate
 from eval.serve import serve_command
 from tests.conftest import perturbed_model
 from tests.eval.conftest import texts_of
@@ -123,3 +123,5 @@ def test_a_full_fine_tune_is_served_as_its_own_model(full_run):
         cmd[cmd.index("--tokenizer") + 1] == yaml.safe_load((full_run / "run.yml").read_text())["base_model"]
     )
     assert "--enable-lora" not in cmd
+    with pytest.raises(EvaluationError, match="nothing to merge"):
+        serve_command(full_run, "127.0.0.1", 8000, max_model_len=600, merged=True)

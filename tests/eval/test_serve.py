@@ -3,6 +3,7 @@ the run's adapter as a LoRA module, on a free localhost port; the client's summa
 what the evaluator generates for the same prompts; and its errors name what and where."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,8 +16,10 @@ from eval import summarize as client
 from eval.api_key import API_KEY_ENV, is_loopback
 from eval.backends import EngineSettings, stop_token_ids
 from eval.backends.vllm import VLLMBackend
+from eval.pipeline import EvaluationError
 from eval.serve import data_parallel_args, exposure_error, free_port, serve_command
 from tests.conftest import DEMO_DATA, REPO
+from training.paths import MERGE_CHECK, MERGED_DIR
 
 pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
 
@@ -153,6 +156,24 @@ def test_gpus_serves_with_vllms_data_parallel_and_a_cpu_refuses_it_in_one_line(t
     proc = subprocess.run(serve, capture_output=True, text=True)  # this machine has no GPU
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "GPUS=2 but no GPU was found" in proc.stderr
+
+
+def test_merged_serves_the_merge_alone_and_refuses_a_run_not_merged_in_one_line(tiny_run, tiny_llama):
+    serve = [sys.executable, str(REPO / "scripts" / "serve.py"), "x", "--run-dir", str(tiny_run), "--merged"]
+    proc = subprocess.run(serve, capture_output=True, text=True, timeout=120)  # not refused: a server starts
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "holds no finished merge" in proc.stderr and "make merge RECIPE=tiny" in proc.stderr
+
+    merged = tiny_run / MERGED_DIR
+    shutil.copytree(tiny_llama, merged)  # a merge's files; its check is written last
+    with pytest.raises(EvaluationError, match="no finished merge"):
+        serve_command(tiny_run, "127.0.0.1", 8000, max_model_len=768, merged=True)
+    (merged / MERGE_CHECK).write_text("{}")
+    cmd = serve_command(tiny_run, "127.0.0.1", 8000, max_model_len=768, merged=True)
+    assert cmd[cmd.index("--model") + 1] == str(merged)
+    assert cmd[cmd.index("--served-model-name") + 1] == "finetuned"
+    assert "--enable-lora" not in cmd and "--lora-modules" not in cmd
+    assert "--enable-lora" in serve_command(tiny_run, "127.0.0.1", 8000, max_model_len=768)
 
 
 @pytest.mark.parametrize(
