@@ -13,7 +13,7 @@
 #@   make serve RECIPE=... [PORT=8000] [HOST=0.0.0.0 with VLLM_API_KEY set]   base + fine-tuned behind vLLM's OpenAI-compatible server
 #@   make serve RECIPE=... MERGED=1    the model `make merge` wrote, as `finetuned` alone (no LoRA path)
 #@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model (resumable)
-#@   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128] [PROMPTS=N] [URL=] [MERGED=1]   the served model under load
+#@   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128] [PROMPTS=N] [SPLIT=train] [URL=] [MERGED=1]   the served model under load
 #@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
 #@   make publish-hub RECIPE=... REPO_ID=owner/name [MERGED=1] [PUBLIC=1]   adapter, card and scores to the Hub (HF_TOKEN)
 #@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
@@ -145,7 +145,7 @@ bench-eval: env-eval model
 bench-serve: env-eval model
 	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.serve_load $(RECIPE) --data-dir $(NEED_DATA) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
-	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT)) $(MERGED_FLAG)
+	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(SPLIT),--split $(SPLIT)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT)) $(MERGED_FLAG)
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
 # llama3-dialogsum recipe as it trains on this GPU (default), with the 4-bit base without and

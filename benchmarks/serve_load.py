@@ -1,10 +1,10 @@
 """The served summarizer under load: vLLM's own load generator (`vllm bench serve`) against the
 server `make serve` starts, for `base` and `finetuned`, at several concurrency levels.
 
-    python -m benchmarks.serve_load RECIPE --data-dir DIR [--run-dir DIR] [--concurrency 1,8,32,128]
+    python -m benchmarks.serve_load RECIPE --data-dir DIR [--split test] [--run-dir DIR] [--concurrency 1,8,32,128]
         [--num-prompts N] [--output-len 256] [--url http://127.0.0.1:8000] [--merged] [--out FILE]   (make bench-serve)
 
-Prompts: DialogSum test dialogues through the run's prompt format (datasets_fmt.prompts), the
+Prompts: DialogSum test dialogues (or --split's) through the run's prompt format (datasets_fmt.prompts), the
 token ids `make summarize` sends, written out as text for vLLM's `custom` dataset (which takes
 text only) and sent as they are (no chat template on top, no second BOS); the server's tokens
 for that text can differ from the ids by a token where the format joins its pieces. Greedy,
@@ -59,13 +59,13 @@ COLUMNS = {  # table header -> (vLLM's result key, format)
 
 
 def write_prompts(
-    run: dict, data_dir: str, context: int, output_len: int, path: Path
+    run: dict, data_dir: str, context: int, output_len: int, path: Path, split: str = "test"
 ) -> tuple[str, int, list[int]]:
-    """The DialogSum test prompts as vLLM's custom dataset (JSON lines of ``prompt``): each the
-    text of the ids `make summarize` sends, cut as it cuts them (:data:`RETOKENIZE_SLACK`
+    """The DialogSum ``split`` prompts as vLLM's custom dataset (JSON lines of ``prompt``): each
+    the text of the ids `make summarize` sends, cut as it cuts them (:data:`RETOKENIZE_SLACK`
     shorter). Returns where they came from, how many there are, and the format's stop ids."""
     fmt, stop = prompt_format(run)
-    loaded = load_examples("dialogsum", "test", data_dir)
+    loaded = load_examples("dialogsum", split, data_dir)
     texts = [
         fmt.tokenizer.decode(
             fmt.encode_prompt(ex, context - output_len - RETOKENIZE_SLACK).input_ids,
@@ -137,7 +137,12 @@ def server_at(url: str | None, run_dir: Path, log: Path, merged: bool) -> Iterat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
-    parser.add_argument("--data-dir", required=True, help="a folder holding dialogsum/test.jsonl")
+    parser.add_argument("--data-dir", required=True, help="a folder holding dialogsum/<split>.jsonl")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="the dialogues sent (train: 12,460, for loads past the test split's 500)",
+    )
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument(
         "--concurrency", help=f"default {GPU_CONCURRENCY} on a GPU, {CPU_CONCURRENCY} on a CPU"
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = out.with_suffix(".prompts.jsonl")
     source, available, stop = write_prompts(
-        run, args.data_dir, context_length(run_dir), args.output_len, dataset
+        run, args.data_dir, context_length(run_dir), args.output_len, dataset, args.split
     )
     try:
         with server_at(args.url, run_dir, out.with_suffix(".server.log"), args.merged) as url:

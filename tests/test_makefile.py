@@ -68,3 +68,7 @@ def test_merged_passes_merged_on(target):
     extra = {"bench-serve": ["DATA_DIR=data/demo"], "publish-hub": ["REPO_ID=me/x"]}.get(target, [])
     assert "--merged" in make(target, "MERGED=1", *extra).stdout
     assert "--merged" not in make(target, *extra).stdout
+
+
+def test_bench_serve_passes_the_split_on():
+    assert "--split train" in make("bench-serve", "DATA_DIR=data/demo", "SPLIT=train").stdout

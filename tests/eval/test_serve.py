@@ -293,3 +293,9 @@ def test_bench_serve_sends_the_prompts_summarize_sends(tiny_run, tmp_path):
         tokenize(text, add_special_tokens=False).input_ids for text in texts
     ]  # as the server reads them
     assert all(abs(len(s) - len(p)) <= 2 and len(s) <= 400 - 256 for s, p in zip(served, ids, strict=True))
+
+    # loads past the test split's size: another split's dialogues, through the same format
+    source, count, _ = write_prompts(run, str(DEMO_DATA), 400, 256, tmp_path / "train.jsonl", split="train")
+    assert "train.jsonl" in source and count == len(
+        load_examples("dialogsum", "train", DEMO_DATA).examples
+    ) > len(examples)
