@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from training.merge import merged_model
 from training.paths import FINISHED, default_run_dir
-from training.run_record import trained_every_weight
 
 log = logging.getLogger("publish")
 TOKEN_ENV = "HF_TOKEN"
@@ -39,11 +39,12 @@ def folder_to_publish(run_dir: Path, merged: bool) -> Path:
     if not (run_dir / FINISHED).exists():
         raise PublishError(f"{run_dir} holds no finished training run: run `make train` first")
     run = yaml.safe_load((run_dir / "run.yml").read_text())
-    if merged and trained_every_weight(run):
-        raise PublishError(f"{run['recipe']} trained every weight: publish it without MERGED=1")
-    folder = run_dir / ("merged" if merged else "adapter")
+    try:
+        folder = merged_model(run_dir, run) if merged else run_dir / "adapter"
+    except ValueError as err:
+        raise PublishError(str(err)) from None
     if not folder.is_dir():
-        raise PublishError(f"{folder} does not exist: run `make merge RECIPE={run['recipe']}` first")
+        raise PublishError(f"{folder} does not exist: run `make train RECIPE={run['recipe']}` first")
     if not (folder / "README.md").exists():
         raise PublishError(f"{folder} has no model card (README.md): run `make eval` to write one")
     return folder

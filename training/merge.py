@@ -148,6 +148,22 @@ def merge_adapter(
     return check
 
 
+def merged_model(run_dir: Path, run: dict) -> Path:
+    """The model `make merge` wrote for the run (serving and publishing it); a ValueError that
+    says what to run where there is none. The folder appears whole (written as .partial, then
+    renamed), with ``merge_check.json`` in it."""
+    if trained_every_weight(run):
+        raise ValueError(
+            f"{run['recipe']} trained every weight (adapter: null): there is nothing to merge; leave MERGED=1 out"
+        )
+    merged = run_dir / MERGED_DIR
+    if not (merged / MERGE_CHECK).exists():
+        raise ValueError(
+            f"{merged} holds no finished merge: run `make merge RECIPE={run['recipe']}` first (RUN_DIR={run_dir})"
+        )
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Merge a run's adapter into its base model.")
     parser.add_argument("recipe")
