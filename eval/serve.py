@@ -36,6 +36,7 @@ from eval.backends.vllm import (
     check_batch_invariant,
     use_all_cores_on_small_cpus,
 )
+from eval.data_parallel import devices
 from eval.pipeline import (
     ENGINE_ARGS,
     EvaluationError,
@@ -119,6 +120,7 @@ def data_parallel_args(gpus: int, cuda: bool) -> dict:
         raise EvaluationError(
             f"GPUS={gpus} but no GPU was found: on a CPU the server runs one engine; leave GPUS out"
         )
+    devices(gpus, cuda)  # refuses more than are visible, before vLLM fails deep in its start
     return {"data_parallel_size": gpus}
 
 

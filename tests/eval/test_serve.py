@@ -137,9 +137,14 @@ def test_serve_entry_point_refuses_an_unfinished_run(tmp_path):
     assert proc.returncode == 2 and "holds no finished training run" in proc.stderr
 
 
-def test_gpus_serves_with_vllms_data_parallel_and_a_cpu_refuses_it_in_one_line(tiny_run, tmp_path):
+def test_gpus_serves_with_vllms_data_parallel_and_a_cpu_refuses_it_in_one_line(
+    tiny_run, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     assert data_parallel_args(1, cuda=False) == {} and data_parallel_args(1, cuda=True) == {}
     assert data_parallel_args(4, cuda=True) == {"data_parallel_size": 4}
+    with pytest.raises(EvaluationError, match="GPUS=8 but 4 GPU\\(s\\) are visible: give GPUS=4 or fewer"):
+        data_parallel_args(8, cuda=True)
     cmd = serve_command(
         tiny_run, "127.0.0.1", 8000, max_model_len=768, engine_args=data_parallel_args(4, True)
     )
