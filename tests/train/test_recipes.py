@@ -154,12 +154,12 @@ def test_lora_kernels_stay_off_where_axolotl_cannot_patch_the_attention():
 
 @pytest.mark.parametrize(
     ("gpu_gib", "round_trip"),
-    [(139.8, True), (79.2, True), (60.0, True), (44.4, False), (23.6, False), (None, False)],
+    [(139.8, True), (79.2, True), (44.4, True), (31.4, True), (29.9, False), (23.6, False), (None, False)],
 )
 def test_the_nf4_round_trip_is_chosen_only_on_gpus_of_the_recipes_size(gpu_gib, round_trip):
     from training.nf4_roundtrip import PLUGIN
 
-    resolved = resolve("llama3-dialogsum")  # as shipped: from 60 GiB
+    resolved = resolve("llama3-dialogsum")  # as shipped: from 30 GiB (19.0 GiB peak with checkpointing)
     choice = choose_nf4_round_trip(resolved.config, resolved.project["memory"], gpu_gib)
     config = resolved.config
     if round_trip:
