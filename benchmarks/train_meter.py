@@ -3,7 +3,9 @@ recipe's ``plugins:`` list, it times every optimizer step and counts the real (n
 tokens of its micro-batches, and checks once that packed samples do not see each other.
 With ``BENCH_PROFILE=A:B`` it also profiles optimizer steps A..B-1 (0-based) with the torch
 profiler and writes where their time went (benchmarks/step_profile.py) to
-``$BENCH_JSON.profile.json``; those steps are marked ``profiled`` and left out of the speed."""
+``$BENCH_JSON.profile.json``, then counts step B's synchronizing calls by call site
+(benchmarks/sync_sites.py) into ``$BENCH_JSON.syncs.md``; those steps are marked ``profiled``
+and left out of the speed."""
 
 from __future__ import annotations
 
@@ -11,8 +13,12 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from benchmarks.sync_sites import counting_sync_sites
+from benchmarks.sync_sites import markdown as sync_markdown
 
 try:  # only inside Axolotl's process does the plugin base matter
     from axolotl.integrations.base import BasePlugin
@@ -69,6 +75,7 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
         sync = torch.cuda.synchronize if cuda else (lambda: None)
         first, _, last = os.environ.get("BENCH_PROFILE", "").partition(":")
         profiled = range(int(first), int(last)) if first else range(0)
+        sync_step = profiled.stop if profiled else None  # the step after the profiled ones
         lora_rank = int(cfg.get("lora_r") or 0)
 
         class Meter(TrainerCallback):
@@ -81,6 +88,9 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                     state["profiler"] = start_profiler(cuda)
                     sync()
                     state["t"] = time.perf_counter()
+                if len(record["steps"]) == sync_step:
+                    state["syncs"] = ExitStack()
+                    state["sites"] = state["syncs"].enter_context(counting_sync_sites(cuda))
 
             def on_step_end(self, args, st, control, **kw):
                 sync()
@@ -91,7 +101,7 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                 index = len(record["steps"])
                 record["steps"].append(
                     {
-                        "profiled": index in profiled,
+                        "profiled": index in profiled or index == sync_step,
                         "seconds": now - state["t"],
                         "real": int(acc["real"]),
                         "peak_gib": peak,
@@ -106,6 +116,11 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                     state["profiler"] = None
                     sync()
                     now = time.perf_counter()
+                if index == sync_step:
+                    state["syncs"].close()
+                    Path(os.environ["BENCH_JSON"] + ".syncs.md").write_text(
+                        sync_markdown(state["sites"]) + "\n"
+                    )
                 state["t"] = now
                 Path(os.environ["BENCH_JSON"] + ".partial").write_text(json.dumps(record))
                 acc.update(real=torch.zeros((), dtype=torch.long), pos=0, docs=0, calls=0)

@@ -76,20 +76,23 @@ def test_breakdown_splits_matmuls_by_rank_and_counts_idle_time():
 
 
 def test_a_profiled_recipe_row_writes_where_its_steps_went(tmp_path, tiny_llama3, shared_data):
-    """The whole path on CPU: the meter profiles steps 1 and 2 of 4, leaves them out of the
-    speed and writes the breakdown beside the row's record."""
+    """The whole path on CPU: the meter profiles steps 1 and 2 of 5, counts step 3's syncs by
+    call site (none on a CPU), leaves those steps out of the speed and writes both beside the
+    row's record."""
     shutil.copytree(tiny_llama3, tmp_path / "model")  # a copy: the benchmark names the pad token in it
     cmd = [sys.executable, "-m", "benchmarks.train_throughput", "all", "--model", str(tmp_path / "model")]
-    cmd += ["--data-dir", str(shared_data), "--out", str(tmp_path), "--steps", "4", "--warmup", "1"]
+    cmd += ["--data-dir", str(shared_data), "--out", str(tmp_path), "--steps", "5", "--warmup", "1"]
     cmd += ["--skip-baseline", "--variant", "default:", "--profile", "default=1:3", "--timeout", "600"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "recipe_default.json").read_text())
     assert record["rc"] == 0, (tmp_path / "recipe_default.log").read_text()[-3000:]
-    assert [s["profiled"] for s in record["steps"]] == [False, True, True, False]
+    assert [s["profiled"] for s in record["steps"]] == [False, True, True, True, False]
     profile = json.loads((tmp_path / "recipe_default.json.profile.json").read_text())
     assert list(profile["seconds"]) == list(REPORT_ORDER)
-    profiled = sum(s["seconds"] for s in record["steps"] if s["profiled"])
+    profiled = sum(s["seconds"] for s in record["steps"][1:3])
     assert profile["wall_seconds"] == pytest.approx(profiled)
     assert 0 < sum(profile["seconds"].values()) <= 1.05 * profiled  # parts of the profiled time
     assert "| wall time of the profiled steps |" in (tmp_path / "recipe_default.json.profile.md").read_text()
+    syncs = (tmp_path / "recipe_default.json.syncs.md").read_text()
+    assert syncs.startswith("0 synchronizing calls in the step")  # a CPU has nothing to wait for
