@@ -137,8 +137,7 @@ def run_recipe(
     info = {"name": name, "lora": lora_label(lora["r"], lora["lora_alpha"]), "overrides": overrides}
     result = run_measured(cmd, env, json_file, timeout, info)
     result["changes"] = runner_choices(out / "runs" / name)
-    json_file.write_text(json.dumps(result, indent=1))
-    return result
+    return kept(json_file, result)
 
 
 def runner_choices(run_dir: Path) -> list[str]:
@@ -180,7 +179,7 @@ def run_peer(name: str, model_dir: Path, data_dir: Path, steps: int, out: Path, 
         cmd = peers.axolotl_example_command(config_file)
         env = {"BENCH_JSON": str(json_file), "PYTHONPATH": str(REPO), "AXOLOTL_DO_NOT_TRACK": "1"}
         info = {"lora": lora_label(config["lora_r"], config["lora_alpha"]), "changes": changes}
-    return run_measured(cmd, env, json_file, timeout, {"name": name, **info}, cwd=run_dir)
+    return kept(json_file, run_measured(cmd, env, json_file, timeout, {"name": name, **info}, cwd=run_dir))
 
 
 def run_measured(
@@ -217,6 +216,11 @@ def run_measured(
         result.update(json.loads(json_file.read_text()))
     elif partial:  # killed before on_train_end: the steps recorded so far
         result.update(partial)
+    return result
+
+
+def kept(json_file: Path, result: dict) -> dict:
+    """The row's record, written over the meter's file: the table is built from these files."""
     json_file.write_text(json.dumps(result, indent=1))
     return result
 

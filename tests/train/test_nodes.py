@@ -8,7 +8,6 @@ killed, launching both machines again resumes from the last checkpoint."""
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import psutil
 import pytest
 import yaml
 
+from eval.serve import free_port
 from tests.conftest import DEMO_DATA, REPO
 from training.run_summary import newest_trainer_state
 from training.runner import checkpoint_is_whole
@@ -24,12 +24,6 @@ from training.runner import checkpoint_is_whole
 STEPS = 10
 TIMEOUT = 30  # the runs' ddp_timeout, seconds
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per rank in every layout: the same sums
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_train(model: Path, run_dir: Path, **launch) -> list[str]:
