@@ -34,6 +34,7 @@ from training.checks import BlockCheck, check_against_model, check_values, valid
 from training.hardware import adapt_to_cpu, choose_checkpointing, choose_nf4_round_trip
 from training.launch import Launch, apply_strategy, build_command, check_launch, trainer_environment
 from training.model_card import write_training_card
+from training.packed_attention import PLUGIN as PACKED_ATTENTION
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, add_plugin, resolve
 from training.run_summary import one_line, summarize_training
@@ -129,8 +130,12 @@ def attach_run_paths(resolved: Resolved, run_dir: Path) -> None:
 RANK_REPORT = "training.ranks.RankReportPlugin"
 
 
-def attach_rank_report(config: dict) -> None:
+def attach_project_plugins(config: dict) -> None:
+    """Every rank's memory report; with packing, the packed rows' attention boundaries read
+    once per forward pass instead of once a layer (training/packed_attention.py)."""
     add_plugin(config, RANK_REPORT)
+    if config.get("sample_packing"):
+        add_plugin(config, PACKED_ATTENTION)
 
 
 def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
@@ -201,7 +206,7 @@ def check(request: TrainRequest, block_checks: Mapping[str, BlockCheck]) -> tupl
     for change in changes:
         log.info("no GPU: %s", change)
     if resolved.project["trainer"] == "axolotl":
-        attach_rank_report(resolved.config)
+        attach_project_plugins(resolved.config)
     adapter = resolved.config.get("adapter")  # what the run trains, whatever base it trains on
     gpu_gib = smallest_gpu_gib(gpus, request.launch)
     memory_mode = choose_checkpointing(resolved.config, resolved.project["memory"], gpu_gib)

@@ -29,6 +29,7 @@ def test_tiny_lora_training_run_end_to_end(tmp_path, tiny_llama):
     assert (run_dir / "TRAINED").exists()
     config = yaml.safe_load((run_dir / "config.yml").read_text())
     assert config["bf16"] is False and config["datasets"][0]["type"] == "datasets_fmt.axolotl_chat"
+    assert config["plugins"] == ["training.ranks.RankReportPlugin"]  # no packing: no packed attention
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     assert run["data_check"]["train"]["records"] >= 200
     # the card left beside the adapter names the Hub dataset, not the trainer's data file
