@@ -52,7 +52,7 @@ class BenchMeter(BasePlugin):  # type: ignore[misc,valid-type]
                 real = (inputs["attention_mask"] != 0).sum()
             else:
                 real = (ids != pad_id).sum()
-            if acc["calls"] == 0:
+            if "first_batch_keys" not in record:  # the run's first micro-batch, not each step's
                 record["first_batch_keys"] = sorted(inputs.keys())
                 record["first_batch_nonpad_ids"] = int((ids != pad_id).sum())
                 record["first_batch_real"] = int(real)

@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 from torch.autograd import DeviceType
 
 from benchmarks.step_profile import REPORT_ORDER, breakdown, busy_us, kernel_part, markdown
@@ -96,3 +97,34 @@ def test_a_profiled_recipe_row_writes_where_its_steps_went(tmp_path, tiny_llama3
     assert "| wall time of the profiled steps |" in (tmp_path / "recipe_default.json.profile.md").read_text()
     syncs = (tmp_path / "recipe_default.json.syncs.md").read_text()
     assert syncs.startswith("0 synchronizing calls in the step")  # a CPU has nothing to wait for
+
+
+def test_the_packing_check_runs_on_the_first_micro_batch_of_the_run_only(monkeypatch, tmp_path):
+    """Its eval passes belong to no step's time: one check, in the warm-up step, not one a step."""
+    from benchmarks import train_meter
+
+    monkeypatch.setenv("BENCH_JSON", str(tmp_path / "row.json"))
+    checks = []
+    monkeypatch.setattr(train_meter, "packing_check", lambda model, inputs, pad: checks.append(1) or {})
+    model = torch.nn.Module()
+    model.get_input_embeddings = lambda: torch.nn.Embedding(8, 2)
+    callbacks = []
+    trainer = SimpleNamespace(
+        processing_class=type("Tok", (), {"pad_token_id": 0, "__len__": lambda self: 8})(),
+        model=model,
+        training_step=lambda model, inputs: 0.0,
+        add_callback=callbacks.append,
+    )
+    train_meter.BenchMeter().post_trainer_create({}, trainer)
+    meter = callbacks[0]
+    inputs = {"input_ids": torch.tensor([[3, 4, 5, 0]]), "position_ids": torch.tensor([[0, 1, 0, 1]])}
+    meter.on_train_begin(None, None, None)
+    for _ in range(3):
+        meter.on_step_begin(None, None, None)
+        for _ in range(2):  # two micro-batches a step
+            trainer.training_step(model, inputs)
+        meter.on_step_end(None, None, None)
+    record = json.loads((tmp_path / "row.json.partial").read_text())
+    assert [s["micro_batches"] for s in record["steps"]] == [2, 2, 2]
+    assert [s["real"] for s in record["steps"]] == [6, 6, 6]
+    assert len(checks) == 1
