@@ -61,9 +61,11 @@ def install(varlen_module: Any, registry: Any) -> bool:
     """Rebuild Axolotl's registered varlen ``sdpa`` wrapper around the cached helpers; False
     when the varlen patch is not in place (nothing to rebuild)."""
     current = registry["sdpa"]
+    if getattr(current, "_once_per_pass", False):
+        return True
     original = getattr(current, "_axolotl_sdpa_original", None)
-    if original is None or getattr(current, "_once_per_pass", False):
-        return bool(getattr(current, "_once_per_pass", False))
+    if original is None:
+        return False
     import transformers.modeling_flash_attention_utils as fa_utils
 
     varlen_module._is_packed = once_per_tensor(varlen_module._is_packed)

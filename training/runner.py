@@ -34,7 +34,6 @@ from training.checks import BlockCheck, check_against_model, check_values, valid
 from training.hardware import adapt_to_cpu, choose_checkpointing, choose_nf4_round_trip
 from training.launch import Launch, apply_strategy, build_command, check_launch, trainer_environment
 from training.model_card import write_training_card
-from training.packed_attention import PLUGIN as PACKED_ATTENTION
 from training.paths import FINISHED, REPO, default_run_dir
 from training.recipe import RecipeError, Resolved, add_plugin, resolve
 from training.run_summary import one_line, summarize_training
@@ -135,7 +134,9 @@ def attach_project_plugins(config: dict) -> None:
     once per forward pass instead of once a layer (training/packed_attention.py)."""
     add_plugin(config, RANK_REPORT)
     if config.get("sample_packing"):
-        add_plugin(config, PACKED_ATTENTION)
+        from training.packed_attention import PLUGIN  # the module imports Axolotl: not at start-up
+
+        add_plugin(config, PLUGIN)
 
 
 def choose_run_dir(request: TrainRequest, resolved: Resolved) -> Path:
