@@ -209,8 +209,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def add_plugin(config: dict, plugin: str) -> None:
-    """Append an Axolotl plugin to the config's ``plugins:``, after the recipe's own."""
-    config["plugins"] = [*(config.get("plugins") or []), plugin]
+    """Append an Axolotl plugin to the config's ``plugins:``, after the recipe's own, unless
+    the list already names it (Axolotl would load it, and run its hooks, twice)."""
+    plugins = config.get("plugins") or []
+    config["plugins"] = plugins if plugin in plugins else [*plugins, plugin]
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:

@@ -88,3 +88,14 @@ def test_the_runner_adds_it_to_packed_runs_only():
     attach_project_plugins(unpacked)
     assert packed["plugins"] == ["liger", RANK_REPORT, "training.packed_attention.PackedAttentionOncePerPass"]
     assert unpacked["plugins"] == [RANK_REPORT]
+
+
+def test_a_plugin_the_recipe_already_names_is_not_added_twice():
+    from training.runner import RANK_REPORT, attach_project_plugins
+
+    config = {
+        "sample_packing": True,
+        "plugins": [RANK_REPORT, "training.packed_attention.PackedAttentionOncePerPass"],
+    }
+    attach_project_plugins(config)
+    assert config["plugins"] == [RANK_REPORT, "training.packed_attention.PackedAttentionOncePerPass"]
