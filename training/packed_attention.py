@@ -10,8 +10,11 @@ the answers are computed for its first layer and reused by the others: the same 
 same kernels, fewer waits.
 
 Axolotl loads this plugin from the recipe's ``plugins:`` list; after its own patches, it
-rebuilds the varlen wrapper around these cached helpers. Without the varlen patch (CPU,
-no packing, another attention) it changes nothing.
+rebuilds the varlen wrapper around these cached helpers. With a flash-attention kernel
+(``attn_implementation: flash_attention_2`` / ``_4``) transformers' own varlen path asks the
+same questions; there the plugin caches its helper and hands the longest lengths on as ints,
+which FlashAttention 4 requires. Otherwise (CPU, no packing, another attention) it changes
+nothing.
 """
 
 from __future__ import annotations
@@ -81,6 +84,21 @@ def install(varlen_module: Any, registry: Any) -> bool:
     return True
 
 
+def install_flash(fa_utils: Any) -> bool:
+    """For the flash-attention kernels: transformers' ``prepare_fa_kwargs_from_position_ids``
+    cached per tensor and returning the longest lengths as ints. transformers hands them on as
+    0-d tensors; FlashAttention 2 reads them itself, one sync a layer, and FlashAttention 4
+    (CuTe DSL) rejects them ("Expected IntTuple, whose leaves are integers"). False when
+    already installed."""
+    current = fa_utils.prepare_fa_kwargs_from_position_ids
+    if getattr(current, "_once_per_pass", False):
+        return False
+    patched = once_per_tensor(with_int_max_lengths(current))
+    patched._once_per_pass = True  # type: ignore[attr-defined]
+    fa_utils.prepare_fa_kwargs_from_position_ids = patched
+    return True
+
+
 class PackedAttentionOncePerPass(BasePlugin):  # type: ignore[misc,valid-type]
     """Axolotl plugin: packed rows' boundaries computed once per forward pass."""
 
@@ -90,3 +108,8 @@ class PackedAttentionOncePerPass(BasePlugin):  # type: ignore[misc,valid-type]
 
         if install(sdpa_varlen, ALL_ATTENTION_FUNCTIONS):
             log.info("packed rows' attention boundaries: computed once per forward pass")
+        elif str(getattr(cfg, "attn_implementation", None) or "").startswith("flash_attention"):
+            import transformers.modeling_flash_attention_utils as fa_utils
+
+            install_flash(fa_utils)
+            log.info("packed rows' flash-attention boundaries: computed once per forward pass, as ints")

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from training.packed_attention import install, once_per_tensor, with_int_max_lengths
+from training.packed_attention import (
+    PackedAttentionOncePerPass,
+    install,
+    install_flash,
+    once_per_tensor,
+    with_int_max_lengths,
+)
 
 LAYERS = 32
 # two packed rows: documents of 3, 2 and 3 tokens, then 4 and 4
@@ -78,6 +84,53 @@ def test_install_leaves_stock_attention_alone():
     stock = registry["sdpa"]
     assert install(sdpa_varlen, registry) is False
     assert registry["sdpa"] is stock
+
+
+@pytest.fixture
+def counted_prepare(monkeypatch):
+    """transformers' flash-attention helper, counting its calls (put back afterwards)."""
+    import transformers.modeling_flash_attention_utils as fa_utils
+
+    calls = []
+    prepare = fa_utils.prepare_fa_kwargs_from_position_ids
+    monkeypatch.setattr(
+        fa_utils, "prepare_fa_kwargs_from_position_ids", lambda pid: calls.append(1) or prepare(pid)
+    )
+    return fa_utils, calls
+
+
+def flash_boundaries_through_layers(fa_utils, layers: int = LAYERS) -> list:
+    q = torch.zeros(1, 16, 4, 8)  # transformers' flash path: (batch, tokens, heads, dim)
+    position_ids = POSITIONS.view(1, -1)  # one tensor that every layer gets
+    return [fa_utils._prepare_from_posids(q, q, q, position_ids)[3:] for _ in range(layers)]
+
+
+def test_flash_attention_gets_int_longest_lengths_once_per_pass(counted_prepare):
+    fa_utils, calls = counted_prepare
+    before = flash_boundaries_through_layers(fa_utils)
+    assert len(calls) == LAYERS and torch.is_tensor(before[0][1][0])  # stock: a 0-d tensor a layer
+
+    assert install_flash(fa_utils) is True
+    calls.clear()
+    after = flash_boundaries_through_layers(fa_utils)
+    assert len(calls) == 1
+    (cu_q, _), (max_q, max_k) = after[0]
+    assert type(max_q) is int and type(max_k) is int  # FlashAttention 4 takes only ints
+    assert torch.equal(cu_q, before[0][0][0]) and max_q == int(before[0][1][0])
+    assert install_flash(fa_utils) is False  # installed once
+
+
+def test_the_plugin_fixes_flash_attention_runs_only(counted_prepare):
+    pytest.importorskip("axolotl.monkeypatch.attention.sdpa_varlen")
+    fa_utils, _ = counted_prepare
+    stock = fa_utils.prepare_fa_kwargs_from_position_ids
+    plugin = PackedAttentionOncePerPass()
+
+    plugin.post_model_build(type("Cfg", (), {"attn_implementation": "sdpa"})(), model=None)
+    assert fa_utils.prepare_fa_kwargs_from_position_ids is stock
+    plugin.post_model_build(type("Cfg", (), {"attn_implementation": "flash_attention_4"})(), model=None)
+    assert fa_utils.prepare_fa_kwargs_from_position_ids is not stock
+    assert type(flash_boundaries_through_layers(fa_utils, 1)[0][1][0]) is int
 
 
 def test_the_runner_adds_it_to_packed_runs_only():
