@@ -224,7 +224,7 @@ class CheckpointEvaluation(Evaluation):
                 self.max_new,
                 self.stop,
                 adapter=[s.adapter for s, _ in jobs],
-                num_beams=self.num_beams,
+                **self.decoding_args(),
             )
             for system in pending:
                 self.partials[system.name].append(
@@ -278,7 +278,7 @@ class CheckpointEvaluation(Evaluation):
                 self.max_new,
                 self.stop,
                 self.request.save_every,
-                self.num_beams,
+                self.decoding_args(),
             )
             timing["generation_seconds"] += time.time() - started
             if not self.reload_in_place:

@@ -33,7 +33,6 @@ from eval.backends import (
     ADAPTER_MODES,
     BATCH_INVARIANT,
     DETERMINISTIC_MODES,
-    LENGTH_PENALTY,
     SEQUENTIAL,
     Backend,
     EngineSettings,
@@ -115,7 +114,7 @@ def run_system(
     max_new: int,
     stop: list[int],
     save_every: int,
-    num_beams: int = 1,
+    decoding: dict | None = None,
 ) -> dict:
     """Generate what ``partial`` does not hold yet for one system, saving every ``save_every``
     items; return its throughput."""
@@ -135,7 +134,7 @@ def run_system(
                 max_new,
                 stop,
                 adapter=per_request_adapter,
-                num_beams=num_beams,
+                **(decoding or {}),
             )
             tokens += sum(o.output_tokens for o in outs)
             partial.append({"id": examples[i].id, **o.to_json()} for i, o in zip(batch, outs, strict=True))
@@ -245,6 +244,7 @@ class Evaluation:
         ]
         self.max_new = s["max_new_tokens"] or max_new_tokens_for(refs)
         self.num_beams = s["num_beams"]
+        self.length_penalty = float(s["length_penalty"])
         model_max = getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", None) or 4096
         self.max_model_len = min(model_max, self.config["sequence_len"] + self.max_new)
         self.prompts = [self.fmt.encode_prompt(ex, self.max_model_len - self.max_new) for ex in self.examples]
@@ -321,8 +321,14 @@ class Evaluation:
         return (
             "greedy"
             if self.num_beams == 1
-            else f"beam search, {self.num_beams} beams, length penalty {LENGTH_PENALTY}"
+            else f"beam search, {self.num_beams} beams, length penalty {self.length_penalty}"
         )
+
+    def decoding_args(self) -> dict:
+        """The backends' decoding arguments; greedy decoding has no length penalty."""
+        if self.num_beams == 1:
+            return {"num_beams": 1}
+        return {"num_beams": self.num_beams, "length_penalty": self.length_penalty}
 
     def select(self, examples: list[Example], limit: int | None) -> list[Example]:
         return seeded_subset(examples, limit)
@@ -335,6 +341,7 @@ class Evaluation:
             "backend": self.backend_name,
             "max_new_tokens": self.max_new,
             "num_beams": self.num_beams,
+            **self.length_penalty_entry(),  # only when it changes beams: older evaluations keep theirs
             "format": self.run["data"]["format"],
             "data": self.loaded.source,
             "deterministic": self.request.deterministic or False,
@@ -355,6 +362,12 @@ class Evaluation:
         """``{"engine_args": ...}`` when the recipe or OVERRIDES gave any, else nothing."""
         given = self.engine_settings.engine_args
         return {ENGINE_ARGS: given} if given else {}
+
+    def length_penalty_entry(self) -> dict:
+        """``{"length_penalty": ...}`` when beam search runs with another than the default."""
+        default = project_defaults()["evaluation"]["length_penalty"]
+        changed = self.num_beams > 1 and self.length_penalty != default
+        return {"length_penalty": self.length_penalty} if changed else {}
 
     def open_partials(self) -> dict[str, PartialPredictions]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -454,7 +467,7 @@ class Evaluation:
                 self.max_new,
                 self.stop,
                 self.request.save_every,
-                self.num_beams,
+                self.decoding_args(),
             )
         if engine is not None:
             engine.close()

@@ -16,6 +16,10 @@ RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
     "limit": (whole(1), "a whole number of items >= 1 (or null: the whole split)"),
     "max_new_tokens": (whole(1), "a whole number >= 1 (or null: from the references)"),
     "num_beams": (whole(1), "a whole number >= 1 (1: greedy)"),
+    "length_penalty": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and -10 <= v <= 10,
+        "a number from -10 to 10 (1.0: no preference; below 1 favours shorter summaries)",
+    ),
     "batch_size": (whole(1), "a whole number >= 1"),
 }
 

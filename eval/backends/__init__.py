@@ -1,7 +1,7 @@
 """Generation backends behind one small interface, chosen by name (``evaluation.backend``).
 
 A backend takes prompts as token ids built by :mod:`datasets_fmt.prompts`, decodes greedily
-or by beam search (``num_beams``, :data:`LENGTH_PENALTY`) with the given stop ids, and says per
+or by beam search (``num_beams``, ``length_penalty``) with the given stop ids, and says per
 item whether generation stopped on its own or hit ``max_new_tokens``. A new backend is one
 module here plus one line in :data:`BACKENDS`. Optionally a backend reloads weights in
 place: ``reloads_weights = True`` and ``load_weights_from(model_dir)`` let one engine serve
@@ -64,10 +64,6 @@ SEQUENTIAL, BATCH_INVARIANT = "sequential", "batch-invariant"
 DETERMINISTIC_MODES = (SEQUENTIAL, BATCH_INVARIANT)
 
 
-# beam search's length normalization, the same on every backend (1.0: divide by length)
-LENGTH_PENALTY = 1.0
-
-
 # the adapter of a generate call: none, one for every prompt, or one per prompt (vllm)
 Adapters = str | Sequence[str | None] | None
 
@@ -115,6 +111,7 @@ class Backend(Protocol):
         stop_ids: Sequence[int],
         adapter: Adapters = None,
         num_beams: int = 1,
+        length_penalty: float | None = None,  # beam search: scores / length**this (None: the engine's 1.0)
     ) -> list[Generation]: ...
 
     def close(self) -> None: ...

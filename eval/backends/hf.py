@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 
-from eval.backends import LENGTH_PENALTY, EngineSettings, Generation, chunks, cut_at_stop, has_cuda
+from eval.backends import EngineSettings, Generation, chunks, cut_at_stop, has_cuda
 
 
 class HFBackend:
@@ -57,6 +57,7 @@ class HFBackend:
         stop_ids: Sequence[int],
         adapter: str | None = None,
         num_beams: int = 1,
+        length_penalty: float | None = None,
     ) -> list[Generation]:
         import torch
 
@@ -75,7 +76,7 @@ class HFBackend:
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     num_beams=num_beams,
-                    length_penalty=LENGTH_PENALTY,
+                    **({} if length_penalty is None else {"length_penalty": length_penalty}),
                     eos_token_id=list(stop_ids),
                     pad_token_id=self.pad_id,
                 )

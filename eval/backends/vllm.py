@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from eval.backends import (
     BATCH_INVARIANT,
-    LENGTH_PENALTY,
     SEQUENTIAL,
     Adapters,
     EngineSettings,
@@ -174,6 +173,7 @@ class VLLMBackend:
         stop_ids: Sequence[int],
         adapter: Adapters = None,
         num_beams: int = 1,
+        length_penalty: float | None = None,
     ) -> list[Generation]:
         """``adapter``: one for all prompts, or a list with one per prompt (None: the base), so
         requests for several adapters share the engine's batches."""
@@ -187,7 +187,7 @@ class VLLMBackend:
                 raise ValueError(f"{len(adapter)} adapters for {len(prompts)} prompts")
             lora = [self.lora_request(a) for a in adapter]
         if num_beams > 1:
-            return self.beam_search(prompts, max_new_tokens, stop_ids, lora, num_beams)
+            return self.beam_search(prompts, max_new_tokens, stop_ids, lora, num_beams, length_penalty)
         params = SamplingParams(
             temperature=0.0,
             max_tokens=max_new_tokens,
@@ -205,9 +205,15 @@ class VLLMBackend:
         ]
 
     def beam_search(
-        self, prompts: Sequence[list[int]], max_new_tokens: int, stop_ids: Sequence[int], lora, num_beams: int
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        lora,
+        num_beams: int,
+        length_penalty: float | None,
     ) -> list[Generation]:
-        """vLLM's beam search (``LENGTH_PENALTY``), the best beam per prompt. It ends a beam on
+        """vLLM's beam search, the best beam per prompt. It ends a beam on
         the tokenizer's EOS only and returns prompt + generation, so the generated tokens are
         cut at the first of ``stop_ids`` here. It divides a beam's log-probability by prompt +
         generation length (transformers: by the generation's), and steps every beam one token
@@ -215,9 +221,8 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import BeamSearchParams
 
-        params = BeamSearchParams(
-            beam_width=num_beams, max_tokens=max_new_tokens, length_penalty=LENGTH_PENALTY
-        )
+        penalty = {} if length_penalty is None else {"length_penalty": length_penalty}
+        params = BeamSearchParams(beam_width=num_beams, max_tokens=max_new_tokens, **penalty)
         outputs = self.llm.beam_search([TokensPrompt(prompt_token_ids=p) for p in prompts], params, lora)
         tokenizer = self.llm.get_tokenizer()
         results = []

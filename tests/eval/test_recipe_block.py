@@ -46,3 +46,6 @@ def test_evaluation_overrides_take_evaluation_keys_only_and_are_checked():
         evaluation_overrides(("learning_rate=1e-4",))
     with pytest.raises(EvaluationError, match="evaluation.num_beams: 0 cannot be used"):
         evaluation_overrides(("evaluation.num_beams=0",))
+    assert evaluation_overrides(("evaluation.length_penalty=0.6",)) == {"length_penalty": 0.6}
+    with pytest.raises(EvaluationError, match="evaluation.length_penalty: True cannot be used"):
+        evaluation_overrides(("evaluation.length_penalty=true",))

@@ -96,7 +96,7 @@ class FlakyGenerator:
     def __init__(self, crash_on_call=None):
         self.calls, self.prompts_seen, self.crash_on_call = 0, 0, crash_on_call
 
-    def generate(self, prompts, max_new_tokens, stop_ids, adapter=None, num_beams=1):
+    def generate(self, prompts, max_new_tokens, stop_ids, adapter=None, num_beams=1, length_penalty=None):
         self.calls += 1
         if self.calls == self.crash_on_call:
             raise KeyboardInterrupt("killed")

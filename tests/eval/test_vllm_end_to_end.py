@@ -145,3 +145,50 @@ def test_beam_search_is_applied_and_recorded(tiny_run, backend):
     if backend == "hf":  # greedy again into the beams' folder: the settings changed, nothing is resumed
         assert evaluate_main([*common, "--out-dir", str(tiny_run / "beams")]) == 0
         assert _texts(tiny_run / "beams") == _texts(tiny_run / "greedy")
+
+
+@pytest.mark.slow
+def test_length_penalty_steers_beam_search(tiny_run):
+    """evaluation.length_penalty steers beam search: strongly against length the beams end
+    sooner than strongly for it, and the report names the penalty. transformers' backend:
+    the tiny model's beams end on the stop ids there; vLLM ends beams on EOS only, which a
+    random model hardly writes, so all its beams are equally long (see the next test)."""
+    common = ["tiny", "--run-dir", str(tiny_run), "--backend", "hf", "--adapter-mode", "lora"]
+    common += ["--num-beams", "4"]
+    for name, penalty in (("short", -10), ("long", 10)):
+        out = ["--out-dir", str(tiny_run / name)]
+        assert evaluate_main([*common, f"evaluation.length_penalty={penalty}", *out]) == 0
+    short, long = (
+        [
+            json.loads(line)["finetuned"]
+            for line in (tiny_run / n / "predictions.jsonl").read_text().splitlines()
+        ]
+        for n in ("short", "long")
+    )
+    assert sum(s["output_tokens"] for s in short) < sum(g["output_tokens"] for g in long)
+    generation = json.loads((tiny_run / "short" / "metrics.json").read_text())["generation"]
+    assert generation["decoding"] == "beam search, 4 beams, length penalty -10.0"
+
+
+def test_vllm_beam_search_gets_the_length_penalty(monkeypatch):
+    """The penalty reaches vLLM's BeamSearchParams (greedy decoding takes none)."""
+    from eval.backends.vllm import VLLMBackend
+
+    seen = []
+
+    class Engine:
+        def beam_search(self, prompts, params, lora):
+            seen.append(params.length_penalty)
+            return [
+                type("Out", (), {"sequences": [type("Seq", (), {"tokens": [*p["prompt_token_ids"], 5]})]})
+                for p in prompts
+            ]
+
+        def get_tokenizer(self):
+            return type("Tok", (), {"decode": staticmethod(lambda ids, skip_special_tokens: "x")})
+
+    backend = object.__new__(VLLMBackend)
+    backend.llm, backend.lora_ids = Engine(), {}
+    backend.generate([[1, 2]], 4, [5], num_beams=2, length_penalty=0.3)
+    backend.generate([[1, 2]], 4, [5], num_beams=2)
+    assert seen == [0.3, 1.0]  # None: vLLM's own default
