@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from eval.backends import ADAPTER_MODES, BACKENDS
 from eval.metrics import METRICS, SOURCE_CHECKS
-from training.checks import BlockProblem, require_choice, whole
+from training.checks import BlockProblem, between, require_choice, whole
 
 # key: (test, what the value must be); None means "not set" everywhere here
 RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
@@ -17,7 +17,7 @@ RANGES: dict[str, tuple[Callable[[object], bool], str]] = {
     "max_new_tokens": (whole(1), "a whole number >= 1 (or null: from the references)"),
     "num_beams": (whole(1), "a whole number >= 1 (1: greedy)"),
     "length_penalty": (
-        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and -10 <= v <= 10,
+        between(-10, 10, high_open=False),
         "a number from -10 to 10 (1.0: no preference; below 1 favours shorter summaries)",
     ),
     "batch_size": (whole(1), "a whole number >= 1"),
