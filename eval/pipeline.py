@@ -497,7 +497,12 @@ class Evaluation:
                 "7-35% without them. DETERMINISTIC=1 generates one sequence at a time for identical text."
             )
         if self.backend_name != "vllm" or self.request.deterministic:
-            return "Deterministic: the same command generates the same text."
+            return (
+                "Deterministic by design on one machine: the same command forms the same batches, so the "
+                "same text (two identical DETERMINISTIC=1 runs matched on the CPU; no GPU pair is measured "
+                "yet). Another machine's GPU kernels can change some texts: 207 of 500 greedy base texts on "
+                "DialogSum test differed between two H100s with BACKEND=hf."
+            )
         return (
             "vLLM batches requests continuously, and the floating-point sums of a step depend on which "
             "requests share it: a share of greedy outputs can change between two identical runs (see the "
