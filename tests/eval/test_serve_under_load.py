@@ -153,18 +153,22 @@ def test_a_client_that_hangs_up_mid_request_is_dropped_and_the_server_goes_on(se
     assert call(url, "/v1/completions", COMPLETION)[0] == 200
 
 
-CONCURRENT = 150
+IN_FLIGHT = 1000
+# what a request holds while it runs or waits; all back to zero once every answer is in
+LOAD_GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
 
 
-def test_many_requests_at_once_all_get_answers(server):
+def test_a_thousand_requests_at_once_all_get_answers_and_leave_no_slot_taken(server):
     url, _, _ = server
-    bodies = [
-        {**COMPLETION, "prompt": f"#Person1#: Request {i}.", "max_tokens": 8} for i in range(CONCURRENT)
-    ]
-    with ThreadPoolExecutor(CONCURRENT) as pool:
-        answers = list(pool.map(lambda body: call(url, "/v1/completions", body), bodies))
-    assert [status for status, _ in answers] == [200] * CONCURRENT
+    bodies = [{**COMPLETION, "prompt": f"#Person1#: Request {i}.", "max_tokens": 8} for i in range(IN_FLIGHT)]
+    with ThreadPoolExecutor(IN_FLIGHT) as pool:
+        answers = list(pool.map(lambda body: call(url, "/v1/completions", body, timeout=600), bodies))
+    assert [status for status, _ in answers] == [200] * IN_FLIGHT
     assert all(answer["choices"][0]["text"] for _, answer in answers)
+    deadline = time.time() + 30
+    while (taken := {name: metric(url, name) for name in LOAD_GAUGES}) != dict.fromkeys(LOAD_GAUGES, 0.0):
+        assert time.time() < deadline, f"30 s after the last answer the server still holds {taken}"
+        time.sleep(0.2)
     assert call(url, "/v1/completions", COMPLETION)[0] == 200
 
 
