@@ -167,12 +167,13 @@ bench-train: env-train model $(if $(PEERS),env-peers)
 
 # Air-gapped GPU nodes: wheels for the node's Python and platform (+ data, models) in parts
 # of at most PART_SIZE, built here; installed there with no network. Needs only python3 + pip.
+# COMPRESS=xz makes the parts a third smaller for wheels of compiled code (a slower build).
 #   make bundle REQS=requirements/train-gpu.txt HAVE=node-freeze.txt DATA="path/to/data" PART_SIZE=2G
 #   make bundle-install BUNDLE=bundle          (on the node)
 bundle:
 	PYTHONPATH=. python3 scripts/bundle.py build --out $(or $(OUT),bundle) -r $(or $(REQS),requirements/train-gpu.txt) \
 	  --python-version $(or $(PYTHON_VERSION),3.12) --part-size $(or $(PART_SIZE),2G) $(if $(HAVE),--have $(HAVE)) \
-	  $(foreach d,$(DATA),--data $(d)) $(foreach m,$(MODELS),--model $(m))
+	  $(if $(COMPRESS),--compress $(COMPRESS)) $(foreach d,$(DATA),--data $(d)) $(foreach m,$(MODELS),--model $(m))
 
 bundle-install:
 	PYTHONPATH=. python3 scripts/bundle.py install $(or $(BUNDLE),bundle)

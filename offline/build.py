@@ -12,11 +12,15 @@ import os
 import shlex
 import sys
 import tarfile
+import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from offline.common import (
+    CHUNK,
+    COMPRESSIONS,
     DEST_DIRS,
     FORMAT,
     MANIFEST,
@@ -100,19 +104,49 @@ def add_file(tar: tarfile.TarFile, arcname: str, path: Path) -> dict:
     return {"size": info.size, "mtime": info.mtime, "sha256": reader.sha256.hexdigest()}
 
 
+def stored_copy(wheel: Path, scratch: Path) -> Path:
+    """The wheel re-zipped without compression: the same files and RECORD, so pip installs it alike,
+    but bytes xz can shrink (deflated ones pass through it almost unchanged)."""
+    copy = scratch / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            with src.open(info) as member, dst.open(_stored(info), "w") as target:
+                while chunk := member.read(CHUNK):
+                    target.write(chunk)
+    stat = wheel.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same tar member on every build
+    return copy
+
+
+def _stored(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
+    """A member's name, time, permissions and size (zip64 above 2 GiB), marked stored."""
+    stored = zipfile.ZipInfo(info.filename, info.date_time)
+    stored.external_attr, stored.file_size = info.external_attr, info.file_size
+    return stored
+
+
+def add_wheel(tar: tarfile.TarFile, wheel: Path, *, stored: bool) -> None:
+    """Add a wheel as wheels/<name>: as downloaded, or (stored) its uncompressed copy."""
+    if not stored:
+        add_file(tar, f"wheels/{wheel.name}", wheel)
+        return
+    with tempfile.TemporaryDirectory(dir=wheel.parent, prefix=".stored-") as scratch:
+        add_file(tar, f"wheels/{wheel.name}", stored_copy(wheel, Path(scratch)))
+
+
 def pack(
-    out: Path, wheels: list[dict], trees: list[Tree], *, part_size: int, compress: bool
+    out: Path, wheels: list[dict], trees: list[Tree], *, part_size: int, compress: str
 ) -> tuple[dict, list[dict], list[dict]]:
-    """Stream wheels, data and models into one tar split into parts; return archive, parts, tree entries."""
-    stem = "bundle.tar.gz" if compress else "bundle.tar"
+    """Stream wheels, data and models into one tar split into parts; return archive, parts, tree entries.
+    With xz the wheels go in re-zipped without compression, so xz can shrink their compiled code,
+    which it cannot once deflated (vLLM's wheel: 304 MB as downloaded, 212 MB this way)."""
+    stem, mode = COMPRESSIONS[compress]
     writer = PartWriter(out, stem, part_size)
     entries = []
     try:
-        with tarfile.open(
-            fileobj=writer, mode="w|gz" if compress else "w|", format=tarfile.PAX_FORMAT
-        ) as tar:
+        with tarfile.open(fileobj=writer, mode=mode, format=tarfile.PAX_FORMAT) as tar:
             for wheel in wheels:
-                add_file(tar, f"wheels/{wheel['file']}", out / "wheels" / wheel["file"])
+                add_wheel(tar, out / "wheels" / wheel["file"], stored=compress == "xz")
             for kind, name, files in trees:
                 records = [
                     {"path": rel, **add_file(tar, f"{kind}/{name}/{rel}", path)} for rel, path in files
@@ -126,14 +160,15 @@ def pack(
         raise
     archive = {
         "file": stem,
-        "compression": "gzip" if compress else None,
+        "compression": None if compress == "none" else compress,
+        "wheels": "re-zipped without compression (same files)" if compress == "xz" else "as downloaded",
         "size": writer.size,
         "sha256": writer.total.hexdigest(),
     }
     return archive, writer.parts, entries
 
 
-def fingerprint(meta: dict, trees: list[Tree], part_size: int, compress: bool) -> str:
+def fingerprint(meta: dict, trees: list[Tree], part_size: int, compress: str) -> str:
     """A digest of everything that shapes the parts (wheel hashes, file sizes and times), to skip repacking."""
     sources = [
         (kind, name, [(rel, p.stat().st_size, p.stat().st_mtime_ns) for rel, p in files])
@@ -163,7 +198,7 @@ def build(
     part_size: int,
     find_links: Iterable[Path] = (),
     no_index: bool = False,
-    compress: bool = False,
+    compress: str = "none",
     dry_run: bool = False,
 ) -> dict:
     """Gather what an offline node lacks (wheels for its Python/platform, data, models) as capped parts."""
@@ -218,7 +253,7 @@ def _gather_wheels(
     return fetch_wheels(items, wheels_dir, target, index), skipped
 
 
-def _write_bundle(out: Path, meta: dict, trees: list[Tree], *, part_size: int, compress: bool) -> dict:
+def _write_bundle(out: Path, meta: dict, trees: list[Tree], *, part_size: int, compress: str) -> dict:
     """Pack and write the manifest last, unless the same inputs were already packed intact."""
     digest = fingerprint(meta, trees, part_size, compress)
     old = load_manifest(out)

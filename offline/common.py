@@ -17,6 +17,12 @@ MANIFEST = "manifest.json"
 DEFAULT_PYTHON_VERSION = "3.12"
 DEFAULT_PLATFORMS = ("manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
 DEFAULT_PART_SIZE = "2G"
+# --compress -> (archive name, tarfile write mode); install reads any of them ("r|*").
+COMPRESSIONS = {
+    "none": ("bundle.tar", "w|"),
+    "gzip": ("bundle.tar.gz", "w|gz"),
+    "xz": ("bundle.tar.xz", "w|xz"),
+}
 DEST_DIRS = {"data": PurePosixPath("data"), "models": PurePosixPath(".cache/models")}
 CHUNK = 1 << 20
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -4,8 +4,8 @@ and model folders, packed in parts small enough for a capped transfer (see the o
 On a machine with internet (`--have`: the node's `python3 -m pip freeze`, to leave out what it has):
     python scripts/bundle.py build --out bundle -r requirements/train.txt --have node-freeze.txt \\
         [--python-version 3.12] [--platform manylinux_2_28_x86_64 ...] [--no-deps] \\
-        [--data DIR ...] [--model DIR ...] [--part-size 2G] [--find-links DIR] [--no-index] [--dry-run]
-Copy bundle/ (manifest.json and bundle.tar.partNNN; wheels/ is the build's cache, not needed) to
+        [--data DIR ...] [--model DIR ...] [--part-size 2G] [--compress none|gzip|xz] [--find-links DIR] [--no-index] [--dry-run]
+Copy bundle/ (manifest.json and bundle.tar*.partNNN; wheels/ is the build's cache, not needed) to
 the node; there, from the repository root, with no network:
     PYTHONPATH=. python3 scripts/bundle.py install bundle [--python PY] [--dest DIR] [--requirements-only]
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from offline.build import build
 from offline.common import (
+    COMPRESSIONS,
     DEFAULT_PART_SIZE,
     DEFAULT_PLATFORMS,
     DEFAULT_PYTHON_VERSION,
@@ -76,7 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="-> <dest>/.cache/models/<name>",
     )
     b.add_argument("--part-size", type=part_size, default=DEFAULT_PART_SIZE, help="e.g. 60M, 2G (default 2G)")
-    b.add_argument("--gzip", action="store_true", help="compress the archive (helps text data, not wheels)")
+    b.add_argument(
+        "--compress",
+        choices=sorted(COMPRESSIONS),
+        default="none",
+        help="compress the archive: gzip helps text data only; xz also shrinks wheels' compiled code (slower build)",
+    )
     b.add_argument("--find-links", type=Path, action="append", default=[], metavar="DIR", help="local wheels")
     b.add_argument("--no-index", action="store_true", help="use only --find-links folders (no index)")
     b.add_argument("--dry-run", action="store_true", help="print the pip commands, download nothing")
@@ -106,7 +112,7 @@ def run_build(args: argparse.Namespace) -> dict:
         part_size=args.part_size,
         find_links=args.find_links,
         no_index=args.no_index,
-        compress=args.gzip,
+        compress=args.compress,
         dry_run=args.dry_run,
     )
 

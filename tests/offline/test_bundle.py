@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     }
     files[f"{info}/RECORD"] = ("".join(_line(p, d) for p, d in files.items()) + f"{info}/RECORD,,\\n").encode()
     name = f"{NAME}-{VERSION}-{TAG}.whl"
-    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w", zipfile.ZIP_DEFLATED) as zf:
         for path, data in files.items():
             zf.writestr(path, data)
     return name
@@ -291,7 +292,7 @@ def test_corrupt_part_is_named_before_anything_is_written(bundle, venv_python, t
 def test_gzip_data_only_bundle_and_a_changed_file_on_the_node(sources, tmp_path):
     data, _ = sources
     out, dest = tmp_path / "bundle", tmp_path / "dest"
-    result = build(out, [], **build_args(data=[data], part_size=PART, compress=True))
+    result = build(out, [], **build_args(data=[data], part_size=PART, compress="gzip"))
     assert result["parts"][0]["file"] == "bundle.tar.gz.part001" and result["wheels"] == []
     assert (out / "bundle.tar.gz.part001").read_bytes()[:2] == b"\x1f\x8b"  # gzip magic
     assert install(out, dest=dest)["files_written"] == 2  # no wheels: no interpreter is touched
@@ -303,6 +304,36 @@ def test_gzip_data_only_bundle_and_a_changed_file_on_the_node(sources, tmp_path)
         install(out, dest=dest)
     assert install(out, dest=dest, overwrite=True)["files_written"] == 1
     assert landed.read_bytes() == (data / "train.jsonl").read_bytes()
+
+
+def test_xz_bundle_carries_stored_wheels_that_install_alike(wheelhouse, sources, tmp_path):
+    data, _ = sources
+    out, venv = tmp_path / "bundle", tmp_path / "venv"
+    args = build_args(data=[data], part_size=PART, find_links=[wheelhouse], compress="xz")
+    result = build(out, ["bundletestpkg==1.0"], **args)
+    assert result["archive"]["compression"] == "xz" and result["parts"][0]["file"] == "bundle.tar.xz.part001"
+    assert (out / "bundle.tar.xz.part001").read_bytes()[:6] == b"\xfd7zXZ\x00"  # xz magic
+    joined = b"".join((out / p["file"]).read_bytes() for p in result["parts"])
+    with tarfile.open(fileobj=io.BytesIO(joined), mode="r:xz") as tar:
+        for wheel in result["wheels"]:
+            packed = zipfile.ZipFile(io.BytesIO(tar.extractfile(f"wheels/{wheel['file']}").read()))
+            with zipfile.ZipFile(out / "wheels" / wheel["file"]) as downloaded:
+                assert {i.compress_type for i in downloaded.infolist()} == {zipfile.ZIP_DEFLATED}
+                assert {i.filename: downloaded.read(i) for i in downloaded.infolist()} == {
+                    i.filename: packed.read(i) for i in packed.infolist()
+                }
+            assert {i.compress_type for i in packed.infolist()} == {zipfile.ZIP_STORED}
+
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    summary = install(
+        copy_bundle(out, tmp_path / "carried"), python=str(venv / "bin" / "python"), dest=tmp_path
+    )
+    assert sorted(summary["wheels_installed"]) == ["bundletest_dep==0.2", "bundletestpkg==1.0"]
+    check = [str(venv / "bin" / "python"), "-c", "import bundletestpkg; print(bundletestpkg.VERSION)"]
+    assert subprocess.run(check, capture_output=True, text=True).stdout.split() == ["1.0"]
+    assert (tmp_path / "data" / "tinydata" / "train.jsonl").read_bytes() == (
+        data / "train.jsonl"
+    ).read_bytes()
 
 
 def test_have_leaves_out_wheels_the_node_has_at_that_version(wheelhouse, tmp_path, caplog):
