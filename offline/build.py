@@ -21,6 +21,7 @@ from typing import IO
 from offline.common import (
     CHUNK,
     COMPRESSIONS,
+    DEFAULT_COMPRESSION,
     DEST_DIRS,
     FORMAT,
     MANIFEST,
@@ -198,7 +199,7 @@ def build(
     part_size: int,
     find_links: Iterable[Path] = (),
     no_index: bool = False,
-    compress: str = "none",
+    compress: str = DEFAULT_COMPRESSION,
     dry_run: bool = False,
 ) -> dict:
     """Gather what an offline node lacks (wheels for its Python/platform, data, models) as capped parts."""

@@ -23,6 +23,7 @@ COMPRESSIONS = {
     "gzip": ("bundle.tar.gz", "w|gz"),
     "xz": ("bundle.tar.xz", "w|xz"),
 }
+DEFAULT_COMPRESSION = "none"
 DEST_DIRS = {"data": PurePosixPath("data"), "models": PurePosixPath(".cache/models")}
 CHUNK = 1 << 20
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

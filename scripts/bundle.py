@@ -24,6 +24,7 @@ from pathlib import Path
 from offline.build import build
 from offline.common import (
     COMPRESSIONS,
+    DEFAULT_COMPRESSION,
     DEFAULT_PART_SIZE,
     DEFAULT_PLATFORMS,
     DEFAULT_PYTHON_VERSION,
@@ -80,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     b.add_argument(
         "--compress",
         choices=sorted(COMPRESSIONS),
-        default="none",
+        default=DEFAULT_COMPRESSION,
         help="compress the archive: gzip helps text data only; xz also shrinks wheels' compiled code (slower build)",
     )
     b.add_argument("--find-links", type=Path, action="append", default=[], metavar="DIR", help="local wheels")
