@@ -142,12 +142,13 @@ def pack(
     With xz the wheels go in re-zipped without compression, so xz can shrink their compiled code,
     which it cannot once deflated (vLLM's wheel: 304 MB as downloaded, 212 MB this way)."""
     stem, mode = COMPRESSIONS[compress]
+    stored = compress == "xz"
     writer = PartWriter(out, stem, part_size)
     entries = []
     try:
         with tarfile.open(fileobj=writer, mode=mode, format=tarfile.PAX_FORMAT) as tar:
             for wheel in wheels:
-                add_wheel(tar, out / "wheels" / wheel["file"], stored=compress == "xz")
+                add_wheel(tar, out / "wheels" / wheel["file"], stored=stored)
             for kind, name, files in trees:
                 records = [
                     {"path": rel, **add_file(tar, f"{kind}/{name}/{rel}", path)} for rel, path in files
@@ -162,7 +163,7 @@ def pack(
     archive = {
         "file": stem,
         "compression": None if compress == "none" else compress,
-        "wheels": "re-zipped without compression (same files)" if compress == "xz" else "as downloaded",
+        "wheels": "re-zipped without compression (same files)" if stored else "as downloaded",
         "size": writer.size,
         "sha256": writer.total.hexdigest(),
     }
