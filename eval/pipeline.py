@@ -305,7 +305,9 @@ class Evaluation:
         """How the fine-tuned side loads. QLoRA: merged into the NF4-dequantized base, what
         training computed (an adapter on the original base scored lower: results/evaluation.md). LoRA:
         vLLM on CPU generates with a merged model ~5x faster than base + LoRA; elsewhere the adapter
-        stays apart. Full fine-tuning: the trained model itself."""
+        stays apart, except DETERMINISTIC=1 on a GPU: vLLM's LoRA kernels changed 38 of 100 texts
+        between two one-sequence-at-a-time runs on an H100, the merged weights none
+        (results/evaluation.md). Full fine-tuning: the trained model itself."""
         if trained_every_weight(self.run):
             if asked != "auto":
                 raise EvaluationError(
@@ -313,9 +315,18 @@ class Evaluation:
                     "there is no adapter to apply or merge; leave ADAPTER_MODE unset"
                 )
             return FULL
+        sequential_gpu = (
+            self.request.deterministic == SEQUENTIAL and self.backend_name == "vllm" and has_cuda()
+        )
+        if asked == "lora" and sequential_gpu:
+            log.warning(
+                "DETERMINISTIC=1 with ADAPTER_MODE=lora on a GPU: vLLM's LoRA kernels can change texts between "
+                "two identical runs (38 of 100 on an H100); leave ADAPTER_MODE out to merge, whose texts matched"
+            )
         if asked != "auto":
             return asked
-        return "merged" if is_qlora(self.run) or (self.backend_name == "vllm" and not has_cuda()) else "lora"
+        on_cpu_vllm = self.backend_name == "vllm" and not has_cuda()
+        return "merged" if is_qlora(self.run) or on_cpu_vllm or sequential_gpu else "lora"
 
     def decoding(self) -> str:
         return (
@@ -493,23 +504,31 @@ class Evaluation:
             return (
                 "Nearly deterministic: vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1, beta) make a "
                 "text all but independent of which requests shared its batches. Measured on an H100 (vLLM "
-                "0.26, 500 prompts): two identical runs still differed in about 1% of the texts, against "
-                "7-35% without them. DETERMINISTIC=1 generates one sequence at a time for identical text."
+                "0.26, 500 prompts): two identical runs still differed in 1-2% of the texts, the adapter as "
+                "LoRA or merged, against 7-35% without them. DETERMINISTIC=1 generates one sequence at a time "
+                "for identical text."
+            )
+        if self.backend_name == "vllm" and self.request.deterministic and has_cuda() and self.mode == "lora":
+            return (
+                "Not deterministic: one sequence at a time, but the adapter as a LoRA module, whose GPU "
+                "kernels changed 38 of 100 texts between two identical runs on an H100 (vLLM 0.26). Leave "
+                "ADAPTER_MODE out: DETERMINISTIC=1 then merges the adapter, and two such runs matched."
             )
         if self.backend_name != "vllm" or self.request.deterministic:
             return (
                 "Deterministic by design on one machine: the same command forms the same batches, so the "
-                "same text (two identical DETERMINISTIC=1 runs matched on the CPU; no GPU pair is measured "
-                "yet). Another machine's GPU kernels can change some texts: 207 of 500 greedy base texts on "
-                "DialogSum test differed between two H100s with BACKEND=hf."
+                "same text (two identical DETERMINISTIC=1 runs matched on the CPU, and on an H100 with the "
+                "adapter merged, which DETERMINISTIC=1 does there). Another machine's GPU kernels can change "
+                "some texts: 207 of 500 greedy base texts on DialogSum test differed between two H100s with "
+                "BACKEND=hf."
             )
         return (
             "vLLM batches requests continuously, and the floating-point sums of a step depend on which "
             "requests share it: a share of greedy outputs can change between two identical runs (see the "
             "results page for the measured share). Scores move far less than the intervals above. "
-            f"DETERMINISTIC=1 generates one sequence at a time for identical text; on an H100 or H200, "
-            f"DETERMINISTIC={BATCH_INVARIANT} keeps full batching with vLLM's batch-invariant kernels and "
-            "leaves about 1% of the texts changing."
+            "DETERMINISTIC=1 generates one sequence at a time (on a GPU with the adapter merged) for "
+            f"identical text; on an H100 or H200, DETERMINISTIC={BATCH_INVARIANT} keeps full batching with "
+            "vLLM's batch-invariant kernels and leaves 1-2% of the texts changing."
         )
 
     def report(self, timing: dict) -> list[Path]:

