@@ -11,7 +11,10 @@ for that text can differ from the ids by a token where the format joins its piec
 the format's stop tokens, at most --output-len new tokens (a model that stops early writes
 fewer). Each level sends
 --num-prompts requests (default: 4 per concurrent slot, at least 32) with at most that many in
-flight. Without --url it starts the run's server on a free localhost port and stops it after;
+flight. After each level it waits for the server's load gauges (requests running and waiting,
+KV-cache use) to fall back to zero and reports how long that took: a slot left taken is a
+leak, and fails the run like an error. The check assumes the benchmark is the server's only
+client. Without --url it starts the run's server on a free localhost port and stops it after;
 the API key, if any, comes from VLLM_API_KEY. Writes one Markdown table (and the figures as
 JSON beside it) to --out.
 """
@@ -23,6 +26,8 @@ import json
 import os
 import shlex
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -32,7 +37,7 @@ import yaml
 
 from datasets_fmt import atomic
 from datasets_fmt.sources import load_examples
-from eval.api_key import api_key
+from eval.api_key import api_key, auth_headers
 from eval.backends import has_cuda
 from eval.hardware import hardware
 from eval.serve import BASE_NAME, add_merged_argument, context_length, free_port, running_server
@@ -56,6 +61,12 @@ COLUMNS = {  # table header -> (vLLM's result key, format)
     "end-to-end p99 ms": ("p99_e2el_ms", "{:.0f}"),
     "errors": ("failed", "{}"),
 }
+# the table's last column: this module's own check after each level
+TABLE_COLUMNS = {**COLUMNS, "slots free after s": ("slots_free_after_s", "{}")}
+# what a request holds while it runs or waits: all back to zero once every answer is in
+LOAD_GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
+RELEASE_WAIT_S = 30
+STILL_TAKEN = "still taken"
 
 
 def write_prompts(
@@ -110,13 +121,46 @@ def bench_level(url: str, model: str, run: dict, dataset: Path, prompts: int, co
     }
 
 
+def load_gauges(url: str) -> dict[str, float]:
+    """The server's :data:`LOAD_GAUGES` from its Prometheus ``/metrics``, each summed over its
+    labels (a missing one reads as taken: it cannot be shown free)."""
+    req = urllib.request.Request(f"{url}/metrics", headers=auth_headers())
+    with urllib.request.urlopen(req, timeout=30) as response:
+        lines = response.read().decode().splitlines()
+    found = {
+        name: [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{")]
+        for name in LOAD_GAUGES
+    }
+    return {name: sum(values) if values else float("inf") for name, values in found.items()}
+
+
+def seconds_until_free(url: str, wait_s: float = RELEASE_WAIT_S, poll_s: float = 0.2) -> float | None:
+    """How long after a level every load gauge was back at zero; None if one still was not
+    after ``wait_s`` (a leaked slot)."""
+    started = time.time()
+    while any(load_gauges(url).values()):
+        if time.time() - started >= wait_s:
+            return None
+        time.sleep(poll_s)
+    return round(time.time() - started, 1)
+
+
+def bench_and_check(url: str, model: str, run: dict, dataset: Path, prompts: int, concurrency: int,
+                    output_len: int, stop: list[int]) -> dict:  # fmt: skip
+    """A level, then the check that it left no slot taken."""
+    row = bench_level(url, model, run, dataset, prompts, concurrency, output_len, stop)
+    free = seconds_until_free(url)
+    row["slots_free_after_s"] = STILL_TAKEN if free is None else free
+    return row
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | concurrency | prompts | " + " | ".join(COLUMNS) + " |",
-        "|---|---|---|" + "---|" * len(COLUMNS),
+        "| model | concurrency | prompts | " + " | ".join(TABLE_COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(TABLE_COLUMNS),
     ]
     for row in rows:
-        cells = [fmt.format(row[key]) for key, fmt in COLUMNS.values()]
+        cells = [fmt.format(row[key]) for key, fmt in TABLE_COLUMNS.values()]
         lines.append(
             f"| {row['model']} | {row['concurrency']} | {row['prompts']} | " + " | ".join(cells) + " |"
         )
@@ -179,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with server_at(args.url, run_dir, out.with_suffix(".server.log"), args.merged) as url:
             rows = [
-                bench_level(url, model, run, dataset, min(available, args.num_prompts or max(MIN_PROMPTS, 4 * c)),
+                bench_and_check(url, model, run, dataset, min(available, args.num_prompts or max(MIN_PROMPTS, 4 * c)),
                             c, args.output_len, stop)
                 for model in models
                 for c in levels
@@ -195,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_text(out, header + table(rows))
     atomic.write_json(out.with_suffix(".json"), rows)
     print(f"\n{header}{table(rows)}\nwrote {out}")
-    return 0 if not any(r["failed"] for r in rows) else 1
+    return 0 if not any(r["failed"] or r["slots_free_after_s"] == STILL_TAKEN for r in rows) else 1
 
 
 if __name__ == "__main__":

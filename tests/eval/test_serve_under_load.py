@@ -154,8 +154,6 @@ def test_a_client_that_hangs_up_mid_request_is_dropped_and_the_server_goes_on(se
 
 
 IN_FLIGHT = 1000
-# what a request holds while it runs or waits; all back to zero once every answer is in
-LOAD_GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
 
 
 def test_a_thousand_requests_at_once_all_get_answers_and_leave_no_slot_taken(server):
@@ -165,11 +163,18 @@ def test_a_thousand_requests_at_once_all_get_answers_and_leave_no_slot_taken(ser
         answers = list(pool.map(lambda body: call(url, "/v1/completions", body, timeout=600), bodies))
     assert [status for status, _ in answers] == [200] * IN_FLIGHT
     assert all(answer["choices"][0]["text"] for _, answer in answers)
-    deadline = time.time() + 30
-    while (taken := {name: metric(url, name) for name in LOAD_GAUGES}) != dict.fromkeys(LOAD_GAUGES, 0.0):
-        assert time.time() < deadline, f"30 s after the last answer the server still holds {taken}"
-        time.sleep(0.2)
+    assert serve_load.seconds_until_free(url) is not None, (
+        f"30 s after the last answer: {serve_load.load_gauges(url)}"
+    )
     assert call(url, "/v1/completions", COMPLETION)[0] == 200
+
+
+def test_slots_are_free_only_when_every_load_gauge_is_zero(monkeypatch):
+    readings = iter([{"running": 2.0, "waiting": 0.0}, {"running": 0.0, "waiting": 0.0}])
+    monkeypatch.setattr(serve_load, "load_gauges", lambda url: next(readings))
+    assert serve_load.seconds_until_free("http://x", wait_s=5, poll_s=0.01) is not None
+    monkeypatch.setattr(serve_load, "load_gauges", lambda url: {"running": 0.0, "kv": 0.01})
+    assert serve_load.seconds_until_free("http://x", wait_s=0.1, poll_s=0.01) is None
 
 
 def test_bench_serve_writes_one_table_with_no_errors(
@@ -188,10 +193,14 @@ def test_bench_serve_writes_one_table_with_no_errors(
         ("finetuned", 4),
     ]
     assert all(r["failed"] == 0 and r["prompts"] == 4 and r["request_throughput"] > 0 for r in rows)
+    assert all(0 <= r["slots_free_after_s"] < serve_load.RELEASE_WAIT_S for r in rows)
     table = out.read_text()
     assert "| model | concurrency | prompts | requests/s | output tokens/s |" in table
-    assert "TTFT p50 ms | TTFT p99 ms | end-to-end p50 ms | end-to-end p99 ms | errors |" in table
-    assert len(re.findall(r"^\| (base|finetuned) \| [14] \| 4 \| .* \| 0 \|$", table, re.M)) == 4
+    assert "end-to-end p50 ms | end-to-end p99 ms | errors | slots free after s |" in table
+    assert len(re.findall(r"^\| (base|finetuned) \| [14] \| 4 \| .* \| 0 \| [0-9.]+ \|$", table, re.M)) == 4
+    monkeypatch.setattr(serve_load, "seconds_until_free", lambda url: None)  # a leaked slot fails the run
+    assert serve_load.main(argv) == 1
+    assert out.read_text().count("| 0 | still taken |") == 4
     monkeypatch.setenv(API_KEY_ENV, "wrong-key")
     assert serve_load.main(argv) == 2
     assert "error: the server at " + url + " refused the API key (401)" in capsys.readouterr().err
