@@ -12,7 +12,12 @@ not at hand: the vocabulary then grows to cover it (never shrinks), and ``random
 in the output records both sizes. The weights are created in bf16 on the GPU when there is
 one (a CPU init of 8B parameters takes minutes) and saved as sharded safetensors.
 
-    python scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out .cache/models/llama3-8b-random
+``--lora-rank R`` also saves a random LoRA adapter of rank R on every linear layer (B not
+zero, so it changes every output) to ``<out>-lora-r<R>``, its ``adapter_config.json`` naming
+``out`` as its base: evaluating and serving an adapter of the real shape (``make eval
+ADAPTER=<out>-lora-r16``, then ``make serve RUN_DIR=runs/external/...``) need no training run.
+
+    python scripts/make_random_model.py --config-dir .cache/models/llama3-tokenizer --out .cache/models/llama3-8b-random [--lora-rank 16]
     python scripts/make_random_model.py --shape llama-2-7b --tokenizer-dir .cache/models/SmolLM2-135M-Instruct --out ...
 """
 
@@ -97,6 +102,7 @@ def make_random_model(
     seed: int = 0,
     tiny: bool = False,
     max_shard_size: str = "5GB",
+    lora_rank: int | None = None,
 ) -> dict:
     """Build the model of ``shape`` (or ``config_dir``'s config.json) with random bf16 weights
     and save it, with the tokenizer files of ``tokenizer_dir`` (default ``config_dir``), to
@@ -124,6 +130,7 @@ def make_random_model(
             shutil.copy(tokenizer_dir / name, out / name)
     if config_dir and (config_dir / "generation_config.json").exists():
         shutil.copy(config_dir / "generation_config.json", out / "generation_config.json")
+    adapter = save_random_lora(model, out, lora_rank, seed) if lora_rank else None
     summary = {
         "shape": shape or str(config_dir),
         "tokenizer": str(tokenizer_dir),
@@ -132,12 +139,34 @@ def make_random_model(
         "device": device,
         "build_seconds": round(built, 1),
         "total_seconds": round(time.time() - started, 1),
+        **({"lora_adapter": str(adapter)} if adapter else {}),
     }
     (out / "random_model.json").write_text(json.dumps(summary, indent=1) + "\n")
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
     return summary
+
+
+def save_random_lora(model, out: Path, rank: int, seed: int) -> Path:
+    """A LoRA adapter of ``rank`` with random A and B on every linear layer of ``model`` (the
+    model saved in ``out``), saved beside it; returns its folder."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed + 1)
+    task = "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
+    # the short names (q_proj, ...), as a trained adapter's config lists them; the output layer stays
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    targets = sorted(linear - {"lm_head"})
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False, task_type=task
+    )
+    peft_model = get_peft_model(model, config)
+    peft_model.peft_config["default"].base_model_name_or_path = str(out.resolve())
+    adapter = out.parent / f"{out.name}-lora-r{rank}"
+    peft_model.save_pretrained(adapter)
+    return adapter
 
 
 def main() -> None:
@@ -149,8 +178,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="shrink to 2 layers (smoke test)")
+    parser.add_argument("--lora-rank", type=int, help="also save a random LoRA adapter of this rank")
     args = parser.parse_args()
     summary = make_random_model(
-        args.out, args.config_dir, args.shape, args.tokenizer_dir, args.seed, args.tiny
+        args.out,
+        args.config_dir,
+        args.shape,
+        args.tokenizer_dir,
+        args.seed,
+        args.tiny,
+        lora_rank=args.lora_rank,
     )
     print(json.dumps(summary, indent=1))

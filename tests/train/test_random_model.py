@@ -43,3 +43,22 @@ def test_a_tiny_t5_is_saved_with_its_tokenizer_and_record(tmp_path, smollm2_dir)
     assert (
         AutoTokenizer.from_pretrained(out).vocab_size == AutoTokenizer.from_pretrained(smollm2_dir).vocab_size
     )
+
+
+def test_a_random_lora_adapter_is_saved_beside_the_model_and_changes_its_outputs(tmp_path, smollm2_dir):
+    from peft import PeftModel
+
+    out = tmp_path / "llama"
+    summary = make_random_model(out, shape="llama-2-7b", tokenizer_dir=smollm2_dir, tiny=True, lora_rank=4)
+    adapter = tmp_path / "llama-lora-r4"
+    assert summary["lora_adapter"] == str(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(out.resolve()) and config["r"] == 4
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(
+        config["target_modules"]
+    )
+    base = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    plain = base(ids).logits
+    adapted = PeftModel.from_pretrained(base, adapter)(ids).logits
+    assert not torch.allclose(plain, adapted)
