@@ -28,7 +28,7 @@ import shlex
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -121,16 +121,21 @@ def bench_level(url: str, model: str, run: dict, dataset: Path, prompts: int, co
     }
 
 
-def load_gauges(url: str) -> dict[str, float]:
-    """The server's :data:`LOAD_GAUGES` from its Prometheus ``/metrics``, each summed over its
-    labels (a missing one reads as taken: it cannot be shown free)."""
+def metric_values(url: str, names: Sequence[str]) -> dict[str, list[float]]:
+    """Each named counter or gauge of the server's Prometheus ``/metrics``: one value per label set."""
     req = urllib.request.Request(f"{url}/metrics", headers=auth_headers())
     with urllib.request.urlopen(req, timeout=30) as response:
         lines = response.read().decode().splitlines()
-    found = {
+    return {
         name: [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{")]
-        for name in LOAD_GAUGES
+        for name in names
     }
+
+
+def load_gauges(url: str) -> dict[str, float]:
+    """The server's :data:`LOAD_GAUGES`, each summed over its labels (a missing one reads as
+    taken: it cannot be shown free)."""
+    found = metric_values(url, LOAD_GAUGES)
     return {name: sum(values) if values else float("inf") for name, values in found.items()}
 
 

@@ -125,9 +125,8 @@ def test_summarize_names_the_records_the_server_refused(server, tiny_run_of_modu
 
 def metric(url, name):
     """A counter or gauge of the server's Prometheus metrics, summed over its labels."""
-    status, text = call(url, "/metrics")
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
-    assert status == 200 and values, f"no {name} in /metrics"
+    values = serve_load.metric_values(url, [name])[name]
+    assert values, f"no {name} in /metrics"
     return sum(values)
 
 
