@@ -120,7 +120,10 @@ class CheckpointEvaluation(Evaluation):
         )
         if shared:
             self.engine_settings = replace(
-                self.engine_settings, max_loras=min(len(self.checkpoints), MAX_LORAS)
+                self.engine_settings,
+                max_loras=min(len(self.checkpoints), MAX_LORAS),
+                # generate_shared mixes every system's requests for a chunk of items
+                max_batch=self.engine_settings.max_batch * len(self.system_names()),
             )
 
     def system_names(self) -> list[str]:

@@ -56,7 +56,11 @@ def base_of(adapter: Path) -> str:
 
 
 def external_run_dir(adapter: str | None, model: str | None) -> Path:
-    name = "+".join(re.sub(r"[^A-Za-z0-9._-]+", "_", x.strip("/")) for x in (adapter, model) if x)
+    """runs/external/<the weights' path or Hub id as one name>, never a hidden folder (a path
+    such as .cache/models/M would otherwise start it with a dot)."""
+    name = "+".join(
+        re.sub(r"[^A-Za-z0-9._-]+", "_", x.strip("/")).lstrip("._") for x in (adapter, model) if x
+    )
     return RUNS / "external" / name
 
 

@@ -38,6 +38,7 @@ from eval.backends import (
     EngineSettings,
     adapter_rank,
     chunks,
+    engine_context,
     get_backend,
     has_cuda,
     max_new_tokens_for,
@@ -246,8 +247,9 @@ class Evaluation:
         self.num_beams = s["num_beams"]
         self.length_penalty = float(s["length_penalty"])
         model_max = getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", None) or 4096
-        self.max_model_len = min(model_max, self.config["sequence_len"] + self.max_new)
-        self.prompts = [self.fmt.encode_prompt(ex, self.max_model_len - self.max_new) for ex in self.examples]
+        context = min(model_max, self.config["sequence_len"] + self.max_new)
+        self.prompts = [self.fmt.encode_prompt(ex, context - self.max_new) for ex in self.examples]
+        self.max_model_len = engine_context(context, model_max)
         self.stop = stop_token_ids(base, self.fmt.stop_token_ids)
         self.backend_name = s["backend"]
         if self.fmt.is_seq2seq and not get_backend(self.backend_name).serves_seq2seq:
@@ -270,6 +272,8 @@ class Evaluation:
             max_lora_rank=adapter_rank(self.trained)
             if self.mode == "lora" and self.backend_cls.adapters_per_request
             else None,
+            # generate_system sends at most save_every prompts at once, each with its beams
+            max_batch=min(len(self.prompts), self.request.save_every) * self.num_beams,
             deterministic=self.request.deterministic,
             tokenizer=base,
             engine_args=s[ENGINE_ARGS],

@@ -87,6 +87,8 @@ class EngineSettings:
     batch_size: int = 16  # requests per generate call where the backend batches itself (hf)
     max_lora_rank: int | None = None  # serve LoRA adapters per request (vllm), up to this rank
     max_loras: int = 1  # adapters one batch may mix (vllm): several checkpoints share one engine
+    # the most sequences sent at once (vllm): CUDA graphs for larger batches would go unused
+    max_batch: int | None = None
     # one of DETERMINISTIC_MODES: text independent of which requests share a batch
     deterministic: str | None = None
     four_bit_from: str | None = None  # load the model as QLoRA trained on it: NF4 quantized from this dtype
@@ -171,6 +173,18 @@ def max_new_tokens_for(reference_lengths: Sequence[int], cap: int = 512) -> int:
     """Room for the longest reference summary plus 50%, so a complete summary is never cut
     and a model that rambles is stopped (and counted as not stopping)."""
     return min(cap, max(16, math.ceil(1.5 * max(reference_lengths))))
+
+
+# vLLM keys its compile cache (torch.compile and Inductor's kernels) on max_model_len among
+# other settings: an engine context rounded up to this multiple stays the same when the answer
+# budget moves with the chosen items, so a second evaluation on a warm machine starts from the cache
+ENGINE_CONTEXT_MULTIPLE = 512
+
+
+def engine_context(needed: int, model_max: int) -> int:
+    """The engine's max_model_len for ``needed`` tokens: rounded up to a stable size, within the
+    model's own limit. The prompts are still cut to their own budget, so no text changes."""
+    return min(model_max, math.ceil(needed / ENGINE_CONTEXT_MULTIPLE) * ENGINE_CONTEXT_MULTIPLE)
 
 
 def cut_at_stop(tokens: Sequence[int], stop_ids: Sequence[int]) -> tuple[list[int], bool]:

@@ -4,6 +4,7 @@ another model's weights loaded into a running engine."""
 from __future__ import annotations
 
 import gc
+import math
 import os
 from collections.abc import Sequence
 
@@ -26,6 +27,10 @@ DETERMINISTIC_ENGINE_ARGS = {"max_num_seqs": 1}
 # vLLM's batch-invariant kernels, read by the engine's processes at start
 BATCH_INVARIANT_ENV = {"VLLM_BATCH_INVARIANT": "1"}
 BATCH_INVARIANT_MIN_CAPABILITY = (9, 0)  # H100, H200 and newer (vLLM's batch invariance docs)
+# vLLM's own largest CUDA graph (batch size) by default; an engine never given more sequences
+# at once than max_batch captures graphs only up to the next power of two above it (a few such
+# sizes keep vLLM's compile cache, which is keyed on them, reusable across evaluations)
+DEFAULT_GRAPH_CAPTURE_LIMIT = 512
 # what fixes the shapes of a model's weights: another model may reload into the engine only
 # where these match
 ARCHITECTURE_KEYS = (
@@ -69,6 +74,13 @@ def check_reloadable(engine_model: str, architecture: dict, model_dir: str) -> N
         )
 
 
+def graph_capture_limit(max_batch: int) -> int | None:
+    """The largest batch to capture a CUDA graph for, or None for vLLM's default. Capturing the
+    Llama-3-8B shape with LoRA took 16 to 30 s for vLLM's 51 sizes and 2 s up to 32 on an H100."""
+    limit = 1 << max(3, math.ceil(math.log2(max_batch)))
+    return limit if limit < DEFAULT_GRAPH_CAPTURE_LIMIT else None
+
+
 def engine_kwargs(model: str, settings: EngineSettings, seed: int, cuda: bool) -> dict:
     """What the engine is started with; the recipe's ``evaluation.engine_args`` last, so that
     they win over everything chosen here."""
@@ -83,7 +95,9 @@ def engine_kwargs(model: str, settings: EngineSettings, seed: int, cuda: bool) -
             max_cpu_loras=max(settings.max_loras, 1),
         )
     if settings.deterministic == SEQUENTIAL:
-        kwargs.update(DETERMINISTIC_ENGINE_ARGS)
+        kwargs.update(DETERMINISTIC_ENGINE_ARGS)  # vLLM then captures graphs for 1 and 2 only
+    elif cuda and settings.max_batch and (limit := graph_capture_limit(settings.max_batch)):
+        kwargs["compilation_config"] = {"max_cudagraph_capture_size": limit}
     if not cuda:
         kwargs.update(CPU_ENGINE_ARGS)
     if settings.dtype:

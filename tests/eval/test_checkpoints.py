@@ -134,6 +134,8 @@ def test_one_vllm_engine_serves_every_checkpoint_as_its_own_adapter(checkpoint_r
         EvalRequest("tiny", out_dir=checkpoint_run / "alone", **common), "per-checkpoint"
     )
     alone.setup()
+    # the shared engine's batches hold the base's and both checkpoints' requests for 3 items
+    assert (alone.engine_settings.max_batch, shared.engine_settings.max_batch) == (3, 9)
     assert alone.generate()["engine_starts"] == 3
     alone.report({})
     one, each = texts_of(checkpoint_run / "shared"), texts_of(checkpoint_run / "alone")

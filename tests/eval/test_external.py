@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from eval.external import ExternalError, prepare_external_run
+from eval.external import ExternalError, external_run_dir, prepare_external_run
 from eval.pipeline import main as evaluate_main
 from tests.conftest import DEMO_DATA
 
@@ -38,3 +38,8 @@ def test_weights_that_cannot_be_evaluated_are_named(tmp_path):
         prepare_external_run("smollm2-dialogsum", "no/such/thing", None)
     with pytest.raises(ExternalError, match="has no adapter_config.json"):
         prepare_external_run("smollm2-dialogsum", str(tmp_path), None)
+
+
+def test_the_run_is_named_after_the_weights_and_is_never_hidden():
+    assert external_run_dir(".cache/models/M-lora-r16", None).name == "cache_models_M-lora-r16"
+    assert external_run_dir("./M-lora-r16", "someone/base-8b").name == "M-lora-r16+someone_base-8b"
