@@ -27,10 +27,7 @@ DETERMINISTIC_ENGINE_ARGS = {"max_num_seqs": 1}
 # vLLM's batch-invariant kernels, read by the engine's processes at start
 BATCH_INVARIANT_ENV = {"VLLM_BATCH_INVARIANT": "1"}
 BATCH_INVARIANT_MIN_CAPABILITY = (9, 0)  # H100, H200 and newer (vLLM's batch invariance docs)
-# vLLM's own largest CUDA graph (batch size) by default; an engine never given more sequences
-# at once than max_batch captures graphs only up to the next power of two above it (a few such
-# sizes keep vLLM's compile cache, which is keyed on them, reusable across evaluations)
-DEFAULT_GRAPH_CAPTURE_LIMIT = 512
+DEFAULT_GRAPH_CAPTURE_LIMIT = 512  # vLLM's largest CUDA graph (batch size) by default
 # what fixes the shapes of a model's weights: another model may reload into the engine only
 # where these match
 ARCHITECTURE_KEYS = (
@@ -75,8 +72,10 @@ def check_reloadable(engine_model: str, architecture: dict, model_dir: str) -> N
 
 
 def graph_capture_limit(max_batch: int) -> int | None:
-    """The largest batch to capture a CUDA graph for, or None for vLLM's default. Capturing the
-    Llama-3-8B shape with LoRA took 16 to 30 s for vLLM's 51 sizes and 2 s up to 32 on an H100."""
+    """The largest batch to capture a CUDA graph for, or None for vLLM's default: the next power
+    of two from ``max_batch``, so that few limits exist and vLLM's compile cache, keyed on the
+    limit, is reused across evaluations. Capturing the Llama-3-8B shape with LoRA took 16 to
+    30 s for vLLM's 51 sizes and 2 s up to 32 on an H100."""
     limit = 1 << max(3, math.ceil(math.log2(max_batch)))
     return limit if limit < DEFAULT_GRAPH_CAPTURE_LIMIT else None
 
