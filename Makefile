@@ -14,6 +14,7 @@
 #@   make serve RECIPE=... MERGED=1    the model `make merge` wrote, as `finetuned` alone (no LoRA path)
 #@   make summarize RECIPE=... FILE=dialogues.jsonl   one summary per line, from the served model (resumable)
 #@   make bench-serve RECIPE=... DATA_DIR=... [CONCURRENCY=1,8,32,128] [PROMPTS=N] [SPLIT=train] [URL=] [MERGED=1]   the served model under load
+#@   make bench-serve-faults RECIPE=... [IN_FLIGHT=1000] [MERGED=1]   bad requests, a hang-up, a flood, SIGTERM, a restart
 #@   make publish RECIPE=... [NAME=]   an evaluation's generations (ids + text) into results/predictions/
 #@   make publish-hub RECIPE=... REPO_ID=owner/name [MERGED=1] [PUBLIC=1]   adapter, card and scores to the Hub (HF_TOKEN)
 #@   make bench-train / bench-eval / bench-tokenize DATA_DIR=...   the benchmarks (benchmarks/)
@@ -50,7 +51,7 @@ RUN_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter 1 yes true,$(OV
 DETERMINISTIC_FLAG = $(if $(filter 1 yes true,$(DETERMINISTIC)),--deterministic,$(if $(DETERMINISTIC),--deterministic $(DETERMINISTIC)))
 EVAL_FLAGS := $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(EVAL_DIR),--out-dir $(EVAL_DIR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(ADAPTER_MODE),--adapter-mode $(ADAPTER_MODE)) $(DETERMINISTIC_FLAG) $(if $(SPLIT),--split $(SPLIT)) $(if $(BEAMS),--num-beams $(BEAMS))
 
-.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval env-peers model lint format bench-tokenize bench-eval bench-train bench-serve bundle bundle-install
+.PHONY: help demo test train eval eval-checkpoints sweep serve summarize publish publish-hub merge check compare setup env-train env-eval env-peers model lint format bench-tokenize bench-eval bench-train bench-serve bench-serve-faults bundle bundle-install
 
 help:
 	@sed -n 's/^#@ \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -146,6 +147,11 @@ bench-serve: env-eval model
 	$(NO_OVERRIDES)
 	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.serve_load $(RECIPE) --data-dir $(NEED_DATA) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
 	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(PROMPTS),--num-prompts $(PROMPTS)) $(if $(SPLIT),--split $(SPLIT)) $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT)) $(MERGED_FLAG)
+
+bench-serve-faults: env-eval model
+	$(NO_OVERRIDES)
+	HF_HUB_OFFLINE=1 $(EVAL_PY) -m benchmarks.serve_faults $(RECIPE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+	  $(if $(IN_FLIGHT),--in-flight $(IN_FLIGHT)) $(if $(OUT),--out $(OUT)) $(MERGED_FLAG)
 
 # GPU: plain QLoRA loops (the notes' shape, and the recipe's packed shape) vs the
 # llama3-dialogsum recipe as it trains on this GPU (default), with the 4-bit base without and

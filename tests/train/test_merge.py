@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -58,6 +59,21 @@ def test_nf4_round_trip_moves_weights_onto_the_nf4_grid(tiny_llama):
     nf4_round_trip(model)
     after = model.model.layers[0].self_attn.q_proj.weight
     assert 0 < (after - before).abs().max() < before.abs().max()
+
+
+def test_the_probe_runs_where_the_model_is_and_comes_back_to_the_cpu():
+    seen = {}
+
+    class OnMeta(torch.nn.Module):  # where a 4-bit base loads on a GPU machine: not the CPU
+        device = torch.device("meta")
+
+        def forward(self, **inputs):
+            seen.update({name: value.device for name, value in inputs.items()})
+            return SimpleNamespace(logits=torch.zeros(1, 2))
+
+    probe = {"input_ids": torch.ones(1, 2, dtype=torch.long), "attention_mask": torch.ones(1, 2)}
+    assert merge.probe_logits(OnMeta(), probe).device.type == "cpu"
+    assert seen == {"input_ids": torch.device("meta"), "attention_mask": torch.device("meta")}
 
 
 def test_merging_a_full_fine_tune_is_refused_with_what_to_do_instead(tmp_path, capsys):
