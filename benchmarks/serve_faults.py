@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import shlex
 import signal
 import subprocess
 import sys
@@ -33,8 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.serve_load import load_gauges, metric_values, seconds_until_free
-from datasets_fmt import atomic
+from benchmarks.serve_load import load_gauges, metric_values, seconds_until_free, write_report
 from eval.api_key import api_key
 from eval.hardware import hardware
 from eval.serve import SHUTDOWN_TIMEOUT_S, context_length, free_port, running_server
@@ -251,14 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    header = (
-        f"`make serve`'s server for {run_dir.name} ({run['base_model']}"
-        f"{', merged' if args.merged else ', adapter as the LoRA module'}), {date.today()}, {hardware()}.\n"
-        f"Command: `{shlex.join([Path(sys.executable).name, '-m', 'benchmarks.serve_faults', *(argv or sys.argv[1:])])}`\n\n"
-    )
-    atomic.write_text(out, header + table(rows))
-    atomic.write_json(out.with_suffix(".json"), rows)
-    print(f"\n{header}{table(rows)}\nwrote {out}")
+    served = "merged" if args.merged else "adapter as the LoRA module"
+    what = f"`make serve`'s server for {run_dir.name} ({run['base_model']}, {served}), {date.today()}, {hardware()}."
+    write_report(out, what, "benchmarks.serve_faults", argv, table(rows), rows)
     return 0 if all(r["passed"] for r in rows) else 1
 
 

@@ -172,6 +172,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(
+    out: Path, what: str, module: str, argv: list[str] | None, table_text: str, rows: list[dict]
+) -> None:
+    """``what`` and the command that ran as a header over the table, to ``out``; the rows as
+    JSON beside it; the same on the screen."""
+    command = shlex.join(
+        [Path(sys.executable).name, "-m", module, *(argv if argv is not None else sys.argv[1:])]
+    )
+    header = f"{what}\nCommand: `{command}`\n\n"
+    atomic.write_text(out, header + table_text)
+    atomic.write_json(out.with_suffix(".json"), rows)
+    print(f"\n{header}{table_text}\nwrote {out}")
+
+
 @contextmanager
 def server_at(url: str | None, run_dir: Path, log: Path, merged: bool) -> Iterator[str]:
     """The server at ``url`` once it answers, else one started for the run (and stopped after)."""
@@ -236,14 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ServerError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    header = (
+    what = (
         f"`vllm bench serve` on {run_dir.name} ({run['base_model']}), {date.today()}, {hardware()}; "
-        f"prompts from {source}, greedy, at most {args.output_len} new tokens.\n"
-        f"Command: `{shlex.join([Path(sys.executable).name, '-m', 'benchmarks.serve_load', *(argv or sys.argv[1:])])}`\n\n"
+        f"prompts from {source}, greedy, at most {args.output_len} new tokens."
     )
-    atomic.write_text(out, header + table(rows))
-    atomic.write_json(out.with_suffix(".json"), rows)
-    print(f"\n{header}{table(rows)}\nwrote {out}")
+    write_report(out, what, "benchmarks.serve_load", argv, table(rows), rows)
     return 0 if not any(r["failed"] or r["slots_free_after_s"] == STILL_TAKEN for r in rows) else 1
 
 

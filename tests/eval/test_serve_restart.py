@@ -103,3 +103,6 @@ def test_bench_serve_faults_runs_every_check_and_writes_one_table(tiny_run, tmp_
               f"SIGTERM with {serve_faults.SIGTERM_LOAD} requests in flight", "restart after SIGTERM"]  # fmt: skip
     assert [r["check"] for r in rows] == checks and all(r["passed"] for r in rows), rows
     assert out.read_text().count("| yes |") == len(checks)
+    assert "Command: `python -m benchmarks.serve_faults tiny --run-dir " in out.read_text().replace(
+        "python3", "python"
+    )
