@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.serve_load import load_gauges, metric_values, seconds_until_free, write_report
-from eval.api_key import api_key
+from eval.api_key import api_key, auth_headers
 from eval.hardware import hardware
 from eval.serve import SHUTDOWN_TIMEOUT_S, context_length, free_port, running_server
 from eval.summarize import ADAPTER_NAME, ServerError
@@ -98,6 +98,12 @@ def gauge(url: str, name: str) -> float:
     return sum(metric_values(url, [name])[name])
 
 
+def queued(url: str) -> float:
+    """How many requests the server is running or holding."""
+    gauges = load_gauges(url)
+    return gauges["vllm:num_requests_running"] + gauges["vllm:num_requests_waiting"]
+
+
 def row(check: str, expected: str, got: str, passed: bool, **figures) -> dict:
     return {"check": check, "expected": expected, "got": got, "passed": passed, **figures}
 
@@ -117,9 +123,9 @@ def hang_up(url: str, model: str, max_tokens: int, wait_s: float = 60) -> dict:
     before = gauge(url, "vllm:generation_tokens_total")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     body = {**good_request(model, max_tokens), "ignore_eos": True}
-    key = api_key()
-    connection.request("POST", COMPLETIONS, json.dumps(body),
-                       {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})})  # fmt: skip
+    connection.request(
+        "POST", COMPLETIONS, json.dumps(body), {"Content-Type": "application/json", **auth_headers()}
+    )
     deadline = time.time() + wait_s
     while not gauge(url, "vllm:num_requests_running") and time.time() < deadline:
         time.sleep(0.01)
@@ -165,12 +171,7 @@ def sigterm_under_load(
         load = [pool.submit(request, url, COMPLETIONS, {**body, "prompt": f"Load {i}."},
                             timeout=timeout + EXIT_SLACK_S + ANSWER_WAIT_S) for i in range(in_flight)]  # fmt: skip
         deadline = time.time() + 60
-        while (
-            sum(load_gauges(url)[g] for g in ("vllm:num_requests_running", "vllm:num_requests_waiting"))
-            < in_flight
-        ):
-            if time.time() > deadline:
-                break
+        while queued(url) < in_flight and time.time() < deadline:
             time.sleep(0.01)
         server.send_signal(signal.SIGTERM)
         sent = time.time()
