@@ -95,7 +95,12 @@ def error_message(answer: dict | str) -> str:
 
 
 def gauge(url: str, name: str) -> float:
-    return sum(metric_values(url, [name])[name])
+    """A counter or gauge of the server's Prometheus metrics, summed over its labels; a
+    ServerError where the server does not report it (a check must not read it as zero)."""
+    values = metric_values(url, [name])[name]
+    if not values:
+        raise ServerError(f"{url}/metrics has no {name}: this check needs vLLM's own metrics")
+    return sum(values)
 
 
 def queued(url: str) -> float:

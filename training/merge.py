@@ -30,14 +30,14 @@ PROBE = [
 TOLERANCE = 1e-3  # max |logit difference|, fp32
 
 
-def nf4_round_trip(model, quantized_from: str = "bfloat16", device: str | None = None) -> int:
+def nf4_round_trip(model, quantized_from: str = "bfloat16") -> int:
     """Replace each linear weight by its NF4 (double-quant) dequantization, as QLoRA saw it.
-    Quantized on ``device`` (default: the GPU where there is one, as QLoRA training did; an 8B
-    base takes minutes on a CPU), the weights stay where they are."""
+    Quantized on the GPU where there is one, as QLoRA training does; the weights stay where
+    they are."""
     import bitsandbytes.functional as bnbf
     import torch
 
-    device = device or ("cuda" if torch.cuda.is_available() else None)
+    device = "cuda" if torch.cuda.is_available() else None
     count = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and "lm_head" not in name:

@@ -110,18 +110,11 @@ def test_summarize_names_the_records_the_server_refused(server, tiny_run_of_modu
         client.summarize(tiny_run_of_module, long, tmp_path / "out.jsonl", url)
 
 
-def metric(url, name):
-    """A counter or gauge of the server's Prometheus metrics, summed over its labels."""
-    values = serve_load.metric_values(url, [name])[name]
-    assert values, f"no {name} in /metrics"
-    return sum(values)
-
-
 def test_a_client_that_hangs_up_mid_request_is_dropped_and_the_server_goes_on(server):
     url, _, _ = server
     checked = serve_faults.hang_up(url, "finetuned", max_tokens=700)
     assert checked["passed"] and 0 < checked["generated"] < 700, checked  # began, then was aborted
-    assert metric(url, "vllm:num_requests_running") == 0
+    assert serve_faults.gauge(url, "vllm:num_requests_running") == 0
 
 
 def test_a_thousand_requests_at_once_all_get_answers_and_leave_no_slot_taken(server):
@@ -129,6 +122,14 @@ def test_a_thousand_requests_at_once_all_get_answers_and_leave_no_slot_taken(ser
     checked = serve_faults.flood(url, "finetuned", serve_faults.IN_FLIGHT)
     assert checked["statuses"] == {200: serve_faults.IN_FLIGHT}, checked
     assert checked["passed"] and checked["slots_free_after_s"] is not None, checked
+
+
+def test_a_metric_the_server_does_not_report_is_an_error_not_a_zero(monkeypatch):
+    monkeypatch.setattr(serve_faults, "metric_values", lambda url, names: {names[0]: []})
+    with pytest.raises(client.ServerError, match="http://x/metrics has no vllm:num_requests_running"):
+        serve_faults.gauge("http://x", "vllm:num_requests_running")
+    monkeypatch.setattr(serve_faults, "metric_values", lambda url, names: {names[0]: [2.0, 1.0]})
+    assert serve_faults.gauge("http://x", "vllm:num_requests_running") == 3.0
 
 
 def test_slots_are_free_only_when_every_load_gauge_is_zero(monkeypatch):
